@@ -1,0 +1,156 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrImmutable is returned by Ensure when an existing stream differs from the
+// configuration in a setting the server cannot change in place.
+var ErrImmutable = errors.New("setting cannot be changed in place")
+
+// StreamConfigs returns the definitions of every stream for c.
+func StreamConfigs(c Config) []jetstream.StreamConfig {
+	c = c.WithDefaults()
+	dmax := c.DeliveriesMaxAge()
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamEvents,
+			Description: "hookstream events: what happened",
+			Subjects:    []string{SubjectEvents + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardNew,
+			MaxAge:      c.EventsMaxAge,
+			Duplicates:  c.dedupFor(c.EventsMaxAge),
+			Replicas:    c.Replicas,
+			MaxMsgSize:  int32(c.RequiredMaxPayload()),
+		},
+		{
+			Name:        StreamDeliveries,
+			Description: "hookstream deliveries: one message per event and subscribed endpoint",
+			Subjects:    []string{SubjectDeliveries + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardNew,
+			MaxAge:      dmax,
+			Duplicates:  c.dedupFor(dmax),
+			Replicas:    c.Replicas,
+			MaxMsgSize:  int32(c.RequiredMaxPayload()),
+		},
+		{
+			Name:        StreamDLQ,
+			Description: "hookstream dead letters: deliveries that finally failed",
+			Subjects:    []string{SubjectDLQ + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardNew,
+			MaxAge:      c.DLQMaxAge,
+			Duplicates:  c.dedupFor(c.DLQMaxAge),
+			Replicas:    c.Replicas,
+			MaxMsgSize:  int32(c.RequiredMaxPayload()),
+		},
+		{
+			Name:              StreamAttempts,
+			Description:       "hookstream attempt log, bounded per endpoint",
+			Subjects:          []string{SubjectAttempts + ".>"},
+			Storage:           jetstream.FileStorage,
+			Retention:         jetstream.LimitsPolicy,
+			Discard:           jetstream.DiscardOld,
+			MaxAge:            c.AttemptsMaxAge,
+			MaxMsgsPerSubject: int64(c.AttemptsPerEndpoint),
+			Duplicates:        c.dedupFor(c.AttemptsMaxAge),
+			Replicas:          c.Replicas,
+		},
+	}
+}
+
+// BucketConfigs returns the definitions of every key-value bucket for c.
+func BucketConfigs(c Config) []jetstream.KeyValueConfig {
+	c = c.WithDefaults()
+	kv := func(name, desc string, ttl time.Duration, markers bool) jetstream.KeyValueConfig {
+		cfg := jetstream.KeyValueConfig{
+			Bucket:      name,
+			Description: desc,
+			History:     1,
+			TTL:         ttl,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		}
+		if markers {
+			// Per-key TTLs (leases, heartbeats) need limit markers.
+			cfg.LimitMarkerTTL = time.Second
+		}
+		return cfg
+	}
+	return []jetstream.KeyValueConfig{
+		kv(BucketEndpoints, "endpoint configuration", 0, false),
+		kv(BucketHealth, "endpoint health shared by every dispatcher", 0, false),
+		kv(BucketEventIndex, "event id to stream sequence and fan-out", c.EventsMaxAge, false),
+		kv(BucketDeliveryState, "latest state of each delivery", c.DeliveriesMaxAge(), false),
+		kv(BucketSources, "source configuration", 0, false),
+		kv(BucketSourceState, "source cursors and status", 0, false),
+		kv(BucketDLQState, "dead-letter record state", c.DLQMaxAge, false),
+		kv(BucketReplayJobs, "bulk replay jobs", c.DLQMaxAge, false),
+		kv(BucketMembers, "live dispatcher and poller processes", 0, true),
+		kv(BucketLeases, "short leases: source polls, endpoint probes", 0, true),
+	}
+}
+
+// Ensure creates every stream and bucket, or updates them in place to c. It
+// is idempotent. A setting the server cannot change in place (storage,
+// retention, a replica change on a single node, …) is an error naming the
+// stream and wrapping ErrImmutable; it is never silently ignored.
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	for _, sc := range StreamConfigs(c) {
+		if err := ensureStream(ctx, js, sc); err != nil {
+			return err
+		}
+	}
+	for _, bc := range BucketConfigs(c) {
+		if err := ensureBucket(ctx, js, bc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, sc.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, sc); err != nil {
+			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", sc.Name, err)
+	}
+	cur := s.CachedInfo().Config
+	if cur.Storage != sc.Storage {
+		return fmt.Errorf("stream %s: storage is %s, configured %s: %w", sc.Name, cur.Storage, sc.Storage, ErrImmutable)
+	}
+	if cur.Retention != sc.Retention {
+		return fmt.Errorf("stream %s: retention is %s, configured %s: %w", sc.Name, cur.Retention, sc.Retention, ErrImmutable)
+	}
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		return fmt.Errorf("stream %s: update to the configured settings (replicas %d, max age %s, duplicate window %s): %w: %w",
+			sc.Name, sc.Replicas, sc.MaxAge, sc.Duplicates, ErrImmutable, err)
+	}
+	return nil
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, bc jetstream.KeyValueConfig) error {
+	if _, err := js.CreateOrUpdateKeyValue(ctx, bc); err != nil {
+		return fmt.Errorf("bucket %s: create or update (replicas %d, ttl %s): %w", bc.Bucket, bc.Replicas, bc.TTL, err)
+	}
+	return nil
+}

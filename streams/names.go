@@ -1,0 +1,92 @@
+package streams
+
+import (
+	"encoding/base64"
+	"strconv"
+)
+
+// Stream names.
+const (
+	StreamEvents     = "EVENTS"
+	StreamDeliveries = "DELIVERIES"
+	StreamDLQ        = "DLQ"
+	StreamAttempts   = "ATTEMPTS"
+)
+
+// Subject roots.
+const (
+	SubjectEvents     = "events"
+	SubjectDeliveries = "deliveries"
+	SubjectDLQ        = "dlq"
+	SubjectAttempts   = "attempts"
+)
+
+// Key-value bucket names.
+const (
+	// BucketEndpoints holds endpoint configuration, key = endpoint id.
+	BucketEndpoints = "hookstream_endpoints"
+	// BucketHealth holds endpoint health shared by every dispatcher, key =
+	// endpoint id, changed by compare-and-set.
+	BucketHealth = "hookstream_health"
+	// BucketEventIndex maps an event id (as IDToken) to where the event is
+	// stored and which endpoints it was fanned out to.
+	BucketEventIndex = "hookstream_events"
+	// BucketDeliveryState holds the latest state of each delivery, key =
+	// DeliveryKey(event id, endpoint id).
+	BucketDeliveryState = "hookstream_delivery_state"
+	// BucketSources holds source configuration, key = source id.
+	BucketSources = "hookstream_sources"
+	// BucketSourceState holds source cursors and status, key = source id.
+	BucketSourceState = "hookstream_source_state"
+	// BucketDLQState holds each dead-letter record's mutable state, key =
+	// record id.
+	BucketDLQState = "hookstream_dlq_state"
+	// BucketReplayJobs holds bulk replay jobs, key = job id.
+	BucketReplayJobs = "hookstream_replay_jobs"
+	// BucketMembers holds one key per live dispatcher or poller process,
+	// refreshed by heartbeat and expired by the bucket's TTL; used to share
+	// per-endpoint limits and to lease sources.
+	BucketMembers = "hookstream_members"
+	// BucketLeases holds short leases (source polling, probe ownership).
+	BucketLeases = "hookstream_leases"
+)
+
+// EventSubject is the EVENTS subject of an event: events.<source>.<type>.
+func EventSubject(source, typ string) string {
+	return SubjectEvents + "." + source + "." + typ
+}
+
+// DeliverySubject is the DELIVERIES subject of an endpoint's deliveries.
+func DeliverySubject(endpointID string) string { return SubjectDeliveries + "." + endpointID }
+
+// DLQSubject is the DLQ subject of an endpoint's dead letters.
+func DLQSubject(endpointID string) string { return SubjectDLQ + "." + endpointID }
+
+// AttemptSubject is the ATTEMPTS subject of an endpoint's attempt log.
+func AttemptSubject(endpointID string) string { return SubjectAttempts + "." + endpointID }
+
+// DeliveryMsgID is the Nats-Msg-Id of a delivery: <event_id>.<endpoint_id>.<generation>.
+// Generation 0 comes from fan-out, n from the n-th replay.
+func DeliveryMsgID(eventID, endpointID string, generation int) string {
+	return eventID + "." + endpointID + "." + strconv.Itoa(generation)
+}
+
+// IDToken turns an arbitrary event id into a string that is safe as a NATS
+// subject token and a KV key (publishers choose ids freely, and ':' or '.'
+// are not allowed in keys). It is deterministic and reversible.
+func IDToken(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+// ParseIDToken reverses IDToken.
+func ParseIDToken(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	return string(b), err
+}
+
+// DeliveryKey is the BucketDeliveryState key of one delivery.
+func DeliveryKey(eventID, endpointID string) string { return IDToken(eventID) + "." + endpointID }
+
+// ConsumerFanout is the durable consumer that fans EVENTS out to DELIVERIES.
+const ConsumerFanout = "fanout"
+
+// DeliveryConsumer is the durable consumer name of an endpoint's deliveries.
+func DeliveryConsumer(endpointID string) string { return "ep_" + endpointID }

@@ -1,0 +1,153 @@
+package streams_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/hookstream/hookstream/streams"
+	"github.com/hookstream/hookstream/streams/streamstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestEnsureIsIdempotentAndDerivesDurations(t *testing.T) {
+	t.Parallel()
+	cfg := streams.Config{RetryMaxAge: 2 * time.Second, DeliveriesMargin: time.Second, EventsMaxAge: 3 * time.Second, DedupWindow: time.Minute}
+	env := streamstest.Start(t, streamstest.WithConfig(cfg))
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, env.JS, cfg); err != nil {
+		t.Fatalf("second ensure: %v", err)
+	}
+	s, err := env.JS.Stream(ctx, streams.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The duplicate window may not exceed MaxAge: it is capped, not refused.
+	if got := s.CachedInfo().Config.Duplicates; got != 3*time.Second {
+		t.Fatalf("EVENTS duplicates = %s, want capped at max age 3s", got)
+	}
+	d, err := env.JS.Stream(ctx, streams.StreamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.CachedInfo().Config.MaxAge; got != 3*time.Second {
+		t.Fatalf("DELIVERIES max age = %s, want retry max age + margin = 3s", got)
+	}
+	for _, b := range streams.BucketConfigs(cfg) {
+		if _, err := env.JS.KeyValue(ctx, b.Bucket); err != nil {
+			t.Fatalf("bucket %s: %v", b.Bucket, err)
+		}
+	}
+}
+
+func TestEnsureRefusesImmutableChange(t *testing.T) {
+	t.Parallel()
+	env := streamstest.Start(t)
+	ctx := context.Background()
+	sc := streams.StreamConfigs(env.Config)[0]
+	sc.Storage = jetstream.MemoryStorage
+	if err := env.JS.DeleteStream(ctx, sc.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.JS.CreateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	err := streams.Ensure(ctx, env.JS, env.Config)
+	if !errors.Is(err, streams.ErrImmutable) {
+		t.Fatalf("ensure over a memory-storage EVENTS: err = %v, want ErrImmutable", err)
+	}
+	err = streams.Ensure(ctx, env.JS, streams.Config{Replicas: 3})
+	if err == nil {
+		t.Fatal("ensure with 3 replicas on a single node succeeded")
+	}
+}
+
+func TestEventsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	env := streamstest.Start(t)
+	ev := &streams.Event{ID: "e1", Type: "order.created", Source: "default", Time: time.Now().UTC(), Data: []byte(`{"a":1}`)}
+	res, err := streams.PublishEvent(context.Background(), env.JS, ev)
+	if err != nil || res.Duplicate {
+		t.Fatalf("publish: %+v %v", res, err)
+	}
+	env.Stop(t)
+	env2 := streamstest.Start(t, streamstest.WithDir(env.Dir))
+	res2, err := streams.PublishEvent(context.Background(), env2.JS, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res2.Duplicate || res2.Seq != res.Seq {
+		t.Fatalf("re-publish after restart = %+v, want duplicate of seq %d", res2, res.Seq)
+	}
+	raw, err := mustStream(t, env2, streams.StreamEvents).GetMsg(context.Background(), res.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got streams.Event
+	if err := streams.Unmarshal(raw.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "e1" || string(got.Data) != `{"a":1}` {
+		t.Fatalf("stored event = %+v", got)
+	}
+}
+
+func mustStream(t *testing.T, env *streamstest.Env, name string) jetstream.Stream {
+	t.Helper()
+	s, err := env.JS.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestUpdateCompareAndSet(t *testing.T) {
+	t.Parallel()
+	env := streamstest.Start(t)
+	ctx := context.Background()
+	kv, err := env.JS.KeyValue(ctx, streams.BucketHealth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 4, 25
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for range each {
+				_, _, err := streams.Update(ctx, kv, "ep1", func(cur *streams.Health) (*streams.Health, error) {
+					if cur == nil {
+						cur = &streams.Health{EndpointID: "ep1"}
+					}
+					cur.Failures++
+					return cur, nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, _, found, err := streams.Get[streams.Health](ctx, kv, "ep1")
+	if err != nil || !found {
+		t.Fatal(found, err)
+	}
+	if h.Failures != workers*each {
+		t.Fatalf("failures = %d, want %d: a compare-and-set lost an update", h.Failures, workers*each)
+	}
+	_, _, err = streams.Update(ctx, kv, "ep1", func(*streams.Health) (*streams.Health, error) { return nil, streams.ErrNoChange })
+	if !errors.Is(err, streams.ErrNoChange) {
+		t.Fatalf("err = %v", err)
+	}
+}
