@@ -151,3 +151,37 @@ func TestUpdateCompareAndSet(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestHealthTransitionsOpenAndCloseGaps(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := streams.NewHealth("ep1", t0)
+	if h.StatusEvent() != nil {
+		t.Fatal("a new endpoint has an event to send")
+	}
+	if !h.Transition(streams.StatusFailing, "5 consecutive failures", t0.Add(time.Minute)) {
+		t.Fatal("no transition")
+	}
+	if h.Transition(streams.StatusFailing, "again", t0.Add(2*time.Minute)) {
+		t.Fatal("same status counted as a transition")
+	}
+	ev := h.StatusEvent()
+	if ev == nil || ev.From != streams.StatusHealthy || ev.To != streams.StatusFailing || ev.Seq != 1 {
+		t.Fatalf("status event = %+v", ev)
+	}
+	h.Notified = h.Transitions
+	h.Lost = 3
+	h.Transition(streams.StatusHealthy, "delivered", t0.Add(time.Hour))
+	if h.Catchup == nil || h.Catchup.Lost != 3 || !h.Catchup.From.Equal(t0.Add(time.Minute)) || !h.Catchup.To.Equal(t0.Add(time.Hour)) || h.Catchup.Transition != 2 {
+		t.Fatalf("catchup = %+v", h.Catchup)
+	}
+	if h.Lost != 0 || !h.UnhealthySince.IsZero() || h.Failures != 0 {
+		t.Fatalf("gap not closed: %+v", h)
+	}
+	h.Catchup = nil
+	h.Transition(streams.StatusDisabled, "operator", t0.Add(2*time.Hour))
+	h.Transition(streams.StatusHealthy, "enabled", t0.Add(3*time.Hour))
+	if h.Catchup != nil {
+		t.Fatalf("a gap that lost and held nothing asks for a catch-up: %+v", h.Catchup)
+	}
+}
