@@ -68,10 +68,8 @@ func parseLooseIPv4(s string) (netip.Addr, bool) {
 		case len(p) > 1 && p[0] == '0':
 			base, p = 8, p[1:]
 		}
-		// ParseUint alone would take a sign or underscores.
-		if p == "" || strings.ContainsAny(p, "+-_") {
-			return netip.Addr{}, false
-		}
+		// ParseUint takes no sign, no base prefix and no underscores with an
+		// explicit base, so only digits of that base get through.
 		n, err := strconv.ParseUint(p, base, 32)
 		if err != nil {
 			return netip.Addr{}, false

@@ -39,7 +39,7 @@ var refused = []addrRange{
 	// error says why this address in particular is refused.
 	{netip.MustParsePrefix("169.254.169.254/32"), classCloudMetadata}, // AWS, GCP, Azure, DigitalOcean, …
 	{netip.MustParsePrefix("100.100.100.200/32"), classCloudMetadata}, // Alibaba Cloud
-	{netip.MustParsePrefix("192.0.0.192/32"), classCloudMetadata},    // Oracle Cloud
+	{netip.MustParsePrefix("192.0.0.192/32"), classCloudMetadata},     // Oracle Cloud
 	{netip.MustParsePrefix("fd00:ec2::254/128"), classCloudMetadata},  // AWS over IPv6
 
 	// IPv4.

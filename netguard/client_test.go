@@ -1,0 +1,180 @@
+package netguard_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookstream/hookstream/netguard"
+)
+
+// newServer starts a loopback test server and counts the requests it serves
+// on each path.
+func newServer(t *testing.T) (*httptest.Server, map[string]*atomic.Int64) {
+	t.Helper()
+	hits := map[string]*atomic.Int64{"/hook": {}, "/moved": {}, "/target": {}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hook", func(w http.ResponseWriter, r *http.Request) {
+		hits["/hook"].Add(1)
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
+		hits["/moved"].Add(1)
+		http.Redirect(w, r, "/target", http.StatusFound)
+	})
+	mux.HandleFunc("/target", func(w http.ResponseWriter, r *http.Request) {
+		hits["/target"].Add(1)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, hits
+}
+
+func newClient(t *testing.T, d *netguard.Dialer) *http.Client {
+	t.Helper()
+	c := netguard.NewClient(d, 4, 5*time.Second)
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func TestClientAllowPrivateReachesLoopback(t *testing.T) {
+	t.Parallel()
+
+	srv, hits := newServer(t)
+	c := newClient(t, &netguard.Dialer{AllowPrivate: true})
+
+	resp, err := c.Post(srv.URL+"/hook", "application/json", nil)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Fatalf("got %d %q, want 200 \"ok\"", resp.StatusCode, body)
+	}
+	if n := hits["/hook"].Load(); n != 1 {
+		t.Fatalf("server saw %d requests, want 1", n)
+	}
+}
+
+func TestClientRefusesLoopback(t *testing.T) {
+	t.Parallel()
+
+	srv, hits := newServer(t)
+	c := newClient(t, &netguard.Dialer{})
+
+	resp, err := c.Get(srv.URL + "/hook")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("GET of a loopback server succeeded without AllowPrivate")
+	}
+	if !errors.Is(err, netguard.ErrForbidden) {
+		t.Fatalf("GET error = %v, want one wrapping ErrForbidden", err)
+	}
+	if n := hits["/hook"].Load(); n != 0 {
+		t.Fatalf("server saw %d requests, want none", n)
+	}
+}
+
+func TestClientDoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
+
+	srv, hits := newServer(t)
+	c := newClient(t, &netguard.Dialer{AllowPrivate: true})
+
+	resp, err := c.Get(srv.URL + "/moved")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("status %d, want the 302 itself", resp.StatusCode)
+	}
+	if loc := resp.Header.Get("Location"); loc != "/target" {
+		t.Errorf("Location %q, want /target", loc)
+	}
+	if n := hits["/target"].Load(); n != 0 {
+		t.Fatalf("the redirect was followed: /target saw %d requests", n)
+	}
+}
+
+func TestNewTransport(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name            string
+		maxConnsPerHost int
+		wantPerHost     int
+	}{
+		{"given", 64, 64},
+		{"zero means the default concurrency", 0, 10},
+		{"negative means the default concurrency", -1, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			tr := netguard.NewTransport(&netguard.Dialer{}, tt.maxConnsPerHost)
+			t.Cleanup(tr.CloseIdleConnections)
+			switch {
+			case tr.Proxy != nil:
+				t.Error("Proxy is set: a proxy would connect past the dialer's checks")
+			case tr.DialContext == nil:
+				t.Error("DialContext is not set")
+			case tr.MaxIdleConnsPerHost != tt.wantPerHost:
+				t.Errorf("MaxIdleConnsPerHost = %d, want %d", tr.MaxIdleConnsPerHost, tt.wantPerHost)
+			case tr.MaxIdleConns < 100 || tr.MaxIdleConns < tr.MaxIdleConnsPerHost:
+				t.Errorf("MaxIdleConns = %d, want at least 100 and at least MaxIdleConnsPerHost", tr.MaxIdleConns)
+			case tr.MaxConnsPerHost != 0:
+				t.Errorf("MaxConnsPerHost = %d, want 0 (unlimited)", tr.MaxConnsPerHost)
+			case tr.IdleConnTimeout != 90*time.Second:
+				t.Errorf("IdleConnTimeout = %s, want 90s", tr.IdleConnTimeout)
+			case tr.TLSHandshakeTimeout != 10*time.Second:
+				t.Errorf("TLSHandshakeTimeout = %s, want 10s", tr.TLSHandshakeTimeout)
+			case tr.ResponseHeaderTimeout != 0:
+				t.Errorf("ResponseHeaderTimeout = %s, want 0", tr.ResponseHeaderTimeout)
+			case tr.ExpectContinueTimeout != time.Second:
+				t.Errorf("ExpectContinueTimeout = %s, want 1s", tr.ExpectContinueTimeout)
+			case !tr.ForceAttemptHTTP2:
+				t.Error("ForceAttemptHTTP2 is false")
+			}
+		})
+	}
+}
+
+func TestNewTransportNilDialer(t *testing.T) {
+	t.Parallel()
+
+	srv, _ := newServer(t)
+	c := &http.Client{Transport: netguard.NewTransport(nil, 1)}
+	t.Cleanup(c.CloseIdleConnections)
+	resp, err := c.Get(srv.URL + "/hook")
+	if err == nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, netguard.ErrForbidden) {
+		t.Fatalf("GET through a nil Dialer = %v, want the zero Dialer's refusal", err)
+	}
+}
+
+func TestNewClient(t *testing.T) {
+	t.Parallel()
+
+	c := netguard.NewClient(nil, 8, 7*time.Second)
+	if c.Timeout != 7*time.Second {
+		t.Errorf("Timeout = %s, want 7s", c.Timeout)
+	}
+	if _, ok := c.Transport.(*http.Transport); !ok {
+		t.Errorf("Transport is %T, want *http.Transport", c.Transport)
+	}
+	if c.CheckRedirect == nil || !errors.Is(c.CheckRedirect(nil, nil), http.ErrUseLastResponse) {
+		t.Error("CheckRedirect does not return http.ErrUseLastResponse")
+	}
+}
