@@ -118,3 +118,20 @@ func FuzzUnmarshalEnvelope(f *testing.F) {
 		_ = streams.Unmarshal(b, &h)
 	})
 }
+
+func TestDeliveryStateKeepsFirstAndLastAttempts(t *testing.T) {
+	t.Parallel()
+	var s streams.DeliveryState
+	for i := 1; i <= 40; i++ {
+		s.AddAttempt(streams.Attempt{Attempt: i, ResponseBody: string(make([]byte, 5000))})
+	}
+	if s.Attempts != 40 || len(s.History) != 25 {
+		t.Fatalf("attempts %d, history %d", s.Attempts, len(s.History))
+	}
+	if s.History[0].Attempt != 1 || s.History[4].Attempt != 5 || s.History[5].Attempt != 21 || s.History[24].Attempt != 40 {
+		t.Fatalf("history kept attempts %d,%d,%d,%d", s.History[0].Attempt, s.History[4].Attempt, s.History[5].Attempt, s.History[24].Attempt)
+	}
+	if len(s.History[0].ResponseBody) > 1024 {
+		t.Fatal("response body not bounded")
+	}
+}

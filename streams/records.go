@@ -120,7 +120,31 @@ type DeliveryState struct {
 	NextAttempt  time.Time `msgpack:"next_attempt"`
 	DeadLetterID string    `msgpack:"dead_letter_id"`
 	UpdatedAt    time.Time `msgpack:"updated_at"`
+	// History keeps the first DeadLetterFirstAttempts and the last
+	// DeadLetterLastAttempts attempts of this generation, for the
+	// dead-letter record; Attempts has the total.
+	History []Attempt `msgpack:"history"`
 }
+
+// AddAttempt records a in the state: the count, the last attempt's fields
+// and the bounded history.
+func (s *DeliveryState) AddAttempt(a Attempt) {
+	s.Attempts++
+	s.LastAttempt, s.LastStatus, s.LastError, s.NextAttempt = a.Time, a.StatusCode, a.Error, a.NextAttempt
+	if len(a.ResponseBody) > deadLetterBodyLimit {
+		a.ResponseBody = a.ResponseBody[:deadLetterBodyLimit]
+	}
+	a.V = 0
+	s.History = append(s.History, a)
+	if max := DeadLetterFirstAttempts + DeadLetterLastAttempts; len(s.History) > max {
+		// Drop the oldest of the "last" part, keeping the first ones.
+		s.History = append(s.History[:DeadLetterFirstAttempts], s.History[DeadLetterFirstAttempts+1:]...)
+	}
+}
+
+// deadLetterBodyLimit bounds the response body kept per attempt in a
+// delivery's history and so in its dead-letter record.
+const deadLetterBodyLimit = 1 << 10
 
 // EventIndex maps an event id to its EVENTS sequence and the endpoints it was
 // fanned out to, in BucketEventIndex under IDToken(event id).
