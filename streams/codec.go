@@ -21,8 +21,8 @@ const (
 // version.
 var ErrVersion = errors.New("unknown envelope version")
 
-// versioned is every stored type: its version field and what it expects.
-type versioned interface {
+// Versioned is every stored type: its version field and what it expects.
+type Versioned interface {
 	version() (got, want int)
 }
 
@@ -37,14 +37,14 @@ func (s *EventIndex) version() (int, int)    { return s.V, RecordVersion }
 func (s *DLQState) version() (int, int)      { return s.V, RecordVersion }
 
 // Marshal encodes a stored type as msgpack, filling in its version.
-func Marshal(v versioned) ([]byte, error) {
+func Marshal(v Versioned) ([]byte, error) {
 	setVersion(v)
 	return msgpack.Marshal(v)
 }
 
 // Unmarshal decodes msgpack into v and checks its version. It never panics,
 // whatever the input.
-func Unmarshal(b []byte, v versioned) (err error) {
+func Unmarshal(b []byte, v Versioned) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("decode envelope: %v", r)
@@ -59,7 +59,7 @@ func Unmarshal(b []byte, v versioned) (err error) {
 	return nil
 }
 
-func setVersion(v versioned) {
+func setVersion(v Versioned) {
 	switch x := v.(type) {
 	case *Event:
 		x.V = EventVersion

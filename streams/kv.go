@@ -17,7 +17,7 @@ const maxCASRetries = 64
 // Get reads and decodes key. found is false when the key does not exist.
 func Get[T any, PT interface {
 	*T
-	versioned
+	Versioned
 }](ctx context.Context, kv jetstream.KeyValue, key string) (v *T, rev uint64, found bool, err error) {
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -34,7 +34,7 @@ func Get[T any, PT interface {
 }
 
 // Put encodes v and writes it under key unconditionally.
-func Put[T versioned](ctx context.Context, kv jetstream.KeyValue, key string, v T) (uint64, error) {
+func Put[T Versioned](ctx context.Context, kv jetstream.KeyValue, key string, v T) (uint64, error) {
 	b, err := Marshal(v)
 	if err != nil {
 		return 0, err
@@ -48,7 +48,7 @@ func Put[T versioned](ctx context.Context, kv jetstream.KeyValue, key string, v 
 // value written (or the current one on ErrNoChange) and its revision.
 func Update[T any, PT interface {
 	*T
-	versioned
+	Versioned
 }](ctx context.Context, kv jetstream.KeyValue, key string, fn func(cur *T) (*T, error)) (*T, uint64, error) {
 	for range maxCASRetries {
 		cur, rev, found, err := Get[T, PT](ctx, kv, key)

@@ -1,0 +1,201 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookstream/hookstream/streams"
+)
+
+// fanoutRetryDelay is how long an event whose fan-out failed waits before it
+// is tried again (its deliveries so far are de-duplicated by id).
+const fanoutRetryDelay = time.Second
+
+// fanout turns each event in EVENTS into one delivery per subscribed
+// endpoint. An event is acked only after every delivery message and its
+// index entry were stored, so a crash half-way makes the event come back,
+// and the deliveries' ids make the second pass store nothing twice.
+type fanout struct {
+	cfg      Config
+	js       jetstream.JetStream
+	consumer jetstream.Consumer
+	catalog  *catalog
+	log      *slog.Logger
+	metrics  *metrics
+}
+
+func (f *fanout) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, f.cfg.PullWait)
+		batch, err := f.consumer.Fetch(f.cfg.FanoutBatch, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() == nil {
+				f.log.Warn("fan-out fetch", "err", err)
+				waitCtx(ctx, fanoutRetryDelay)
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+			// Take what is there now rather than wait for a full batch:
+			// fan-out latency is delivery latency.
+			if len(batch.Messages()) == 0 {
+				f.process(ctx, msgs)
+				msgs = msgs[:0]
+			}
+		}
+		cancel()
+		if len(msgs) > 0 {
+			f.process(ctx, msgs)
+		}
+	}
+}
+
+// process fans out a group of events with all their publishes in flight at
+// once, then acks each event whose publishes were all stored.
+func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := f.catalog.caughtUp(cctx); err != nil {
+		f.log.Warn("fan-out: endpoints not caught up", "err", err)
+	}
+	eps := f.catalog.all()
+	work := make([]pendingEvent, len(msgs))
+	outstanding, done := 0, 0
+	for i, m := range msgs {
+		if outstanding >= maxOutstandingPublishes {
+			// Keep the async publish window bounded (an event to a
+			// thousand endpoints is a thousand publishes).
+			f.settle(cctx, work[done:i])
+			done, outstanding = i, 0
+		}
+		work[i].msg = m
+		var ev streams.Event
+		if err := streams.Unmarshal(m.Data(), &ev); err != nil {
+			// Not an event we can read: nothing to deliver. Terminate it so
+			// it is not redelivered forever; it stays in EVENTS.
+			f.log.Error("fan-out: undecodable event", "subject", m.Subject(), "err", err)
+			_ = m.TermWithReason("undecodable")
+			work[i].msg = nil
+			continue
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			work[i].err = err
+			continue
+		}
+		var targets []string
+		for _, v := range eps {
+			if v.ep.Deleted || !v.ep.Matches(&ev) {
+				continue
+			}
+			d := streams.Delivery{Event: ev, EndpointID: v.ep.ID}
+			b, err := streams.Marshal(&d)
+			if err != nil {
+				work[i].err = err
+				break
+			}
+			fut, err := f.js.PublishAsync(streams.DeliverySubject(v.ep.ID), b,
+				jetstream.WithMsgID(d.MsgID()), jetstream.WithExpectStream(streams.StreamDeliveries))
+			if err != nil {
+				work[i].err = err
+				break
+			}
+			work[i].futures = append(work[i].futures, fut)
+			targets = append(targets, v.ep.ID)
+		}
+		if work[i].err != nil {
+			continue
+		}
+		idx := streams.EventIndex{EventID: ev.ID, Seq: meta.Sequence.Stream, Endpoints: targets, FannedOutAt: f.cfg.Now().UTC()}
+		b, err := streams.Marshal(&idx)
+		if err == nil {
+			var fut jetstream.PubAckFuture
+			fut, err = f.js.PublishAsync("$KV."+streams.BucketEventIndex+"."+streams.IDToken(ev.ID), b)
+			if err == nil {
+				work[i].futures = append(work[i].futures, fut)
+			}
+		}
+		work[i].err = err
+		outstanding += len(work[i].futures)
+		f.metrics.fannedOut(len(targets))
+	}
+	f.settle(cctx, work[done:])
+}
+
+// maxOutstandingPublishes bounds the delivery publishes in flight at once.
+const maxOutstandingPublishes = 1024
+
+type pendingEvent struct {
+	msg     jetstream.Msg
+	futures []jetstream.PubAckFuture
+	err     error
+}
+
+// settle waits for each event's publishes and acks it, or NAKs it with a
+// delay when any failed.
+func (f *fanout) settle(cctx context.Context, work []pendingEvent) {
+	for _, w := range work {
+		if w.msg == nil {
+			continue
+		}
+		err := w.err
+		for _, fut := range w.futures {
+			if err != nil {
+				break
+			}
+			select {
+			case <-fut.Ok():
+			case e := <-fut.Err():
+				err = e
+			case <-cctx.Done():
+				err = cctx.Err()
+			}
+		}
+		if err != nil {
+			f.log.Warn("fan-out failed; event will be tried again", "err", err, "subject", w.msg.Subject())
+			_ = w.msg.NakWithDelay(fanoutRetryDelay)
+			continue
+		}
+		if err := w.msg.Ack(); err != nil {
+			f.log.Warn("fan-out ack", "err", err)
+		}
+	}
+}
+
+func waitCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// fanoutConsumerConfig is the durable consumer on EVENTS.
+func fanoutConsumerConfig(c Config) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       streams.ConsumerFanout,
+		Description:   "fans events out to deliveries",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 4 * c.FanoutBatch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: streams.SubjectEvents + ".>",
+	}
+}
+
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", cc.Durable, stream, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,422 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/hookstream/hookstream/streams"
+)
+
+// worker delivers one endpoint's deliveries in this process. A healthy
+// endpoint's worker pulls as many deliveries as it may have in flight now
+// (its share of the endpoint's concurrency, within its rate limit); a
+// failing one's sends one probe at a time at backoff intervals; a failing or
+// disabled one's leaves the backlog unread in JetStream and only
+// dead-letters what passes its deadline.
+type worker struct {
+	d    *Dispatcher
+	id   string
+	log  *slog.Logger
+	wake chan struct{}
+
+	consumer jetstream.Consumer
+
+	mu       sync.Mutex
+	inflight int
+	freed    chan struct{} // signalled when a send ends
+	limiter  *rate.Limiter
+	// pending maps the stream sequence of each delivery this process NAKed
+	// to its deadline, so that while the endpoint is held the sweep can take
+	// back (and dead-letter) those whose deadline came.
+	pending map[uint64]time.Time
+	// goneDone is the 410 mark whose waiting retries were dead-lettered.
+	goneDone uint64
+
+	sends sync.WaitGroup
+	done  chan struct{}
+}
+
+func newWorker(d *Dispatcher, id string) *worker {
+	return &worker{
+		d: d, id: id, log: d.log.With("endpoint", id),
+		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), done: make(chan struct{}),
+		pending: map[uint64]time.Time{},
+	}
+}
+
+func (w *worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the worker's loop; it returns when ctx ends or the endpoint is gone
+// for good. In-flight sends run on sendCtx so that a graceful stop lets them
+// finish.
+func (w *worker) run(ctx, sendCtx context.Context) {
+	defer close(w.done)
+	defer w.sends.Wait()
+	for ctx.Err() == nil {
+		v := w.d.catalog.get(w.id)
+		if v == nil || v.ep == nil {
+			return
+		}
+		if w.consumer == nil {
+			c, err := ensureConsumer(ctx, w.d.js, streams.StreamDeliveries, deliveryConsumerConfig(w.d.cfg, w.id))
+			if err != nil {
+				w.log.Warn("delivery consumer", "err", err)
+				w.sleep(ctx, time.Second)
+				continue
+			}
+			w.consumer = c
+		}
+		if v.ep.Deleted {
+			if w.drainDeleted(ctx, sendCtx) {
+				return
+			}
+			continue
+		}
+		switch v.status() {
+		case streams.StatusHealthy:
+			w.active(ctx, sendCtx, v)
+		case streams.StatusFailing:
+			w.failing(ctx, sendCtx, v)
+		default:
+			w.hold(ctx, sendCtx, v, time.Time{})
+		}
+	}
+}
+
+// sleep waits d, or less when poked or stopped.
+func (w *worker) sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	case <-t.C:
+	}
+}
+
+// limits returns this process's share of the endpoint's concurrency and
+// rate limit: the endpoint's figure divided among the live dispatchers.
+func (w *worker) limits(v *endpointView) (int, rate.Limit) {
+	conc := v.ep.Concurrency
+	if conc <= 0 {
+		conc = w.d.cfg.Concurrency
+	}
+	n := w.d.members.count()
+	share := (conc + n - 1) / n
+	r := rate.Inf
+	if v.ep.RateLimit > 0 {
+		r = rate.Limit(v.ep.RateLimit / float64(n))
+	}
+	return share, r
+}
+
+// active pulls what can be sent now and sends it, then returns so the loop
+// looks at the endpoint's state again.
+func (w *worker) active(ctx, sendCtx context.Context, v *endpointView) {
+	share, r := w.limits(v)
+	w.mu.Lock()
+	free := share - w.inflight
+	w.mu.Unlock()
+	if free <= 0 {
+		select {
+		case <-ctx.Done():
+		case <-w.freed:
+		case <-w.wake:
+		}
+		return
+	}
+	if r != rate.Inf {
+		if w.limiter == nil || w.limiter.Limit() != r {
+			w.limiter = rate.NewLimiter(r, 1)
+		}
+		// Pull only once a token is there: a delivery never waits in
+		// memory for its turn.
+		if err := w.limiter.Wait(ctx); err != nil {
+			return
+		}
+		free = 1
+	}
+	fctx, cancel := context.WithTimeout(ctx, w.d.cfg.PullWait)
+	defer cancel()
+	// A health change (to failing or disabled) ends the pull early.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-fctx.Done():
+				return
+			case <-w.wake:
+				if cur := w.d.catalog.get(w.id); cur == nil || cur.ep == nil || cur.ep.Deleted || cur.status() != streams.StatusHealthy {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	batch, err := w.consumer.Fetch(free, jetstream.FetchContext(fctx))
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			w.log.Warn("fetch deliveries", "err", err)
+			w.sleep(ctx, 100*time.Millisecond)
+		}
+		return
+	}
+	for m := range batch.Messages() {
+		w.start(sendCtx, m, false)
+	}
+}
+
+// start sends m in its own goroutine, holding one in-flight slot.
+func (w *worker) start(sendCtx context.Context, m jetstream.Msg, probe bool) {
+	w.mu.Lock()
+	w.inflight++
+	w.mu.Unlock()
+	w.sends.Add(1)
+	go func() {
+		defer w.sends.Done()
+		defer func() {
+			w.mu.Lock()
+			w.inflight--
+			w.mu.Unlock()
+			select {
+			case w.freed <- struct{}{}:
+			default:
+			}
+		}()
+		w.d.deliver(sendCtx, w, m, probe)
+	}()
+}
+
+// failing sends one probe when one is due and this process wins it, and
+// otherwise holds the backlog until the next probe.
+func (w *worker) failing(ctx, sendCtx context.Context, v *endpointView) {
+	now := w.d.cfg.Now()
+	h := v.health
+	w.mu.Lock()
+	busy := w.inflight > 0
+	w.mu.Unlock()
+	if !busy && !now.Before(h.NextProbe) {
+		if claimed := w.d.health.claimProbe(ctx, w.id, now); claimed {
+			fctx, cancel := context.WithTimeout(ctx, w.d.cfg.PullWait)
+			batch, err := w.consumer.Fetch(1, jetstream.FetchContext(fctx))
+			if err == nil {
+				for m := range batch.Messages() {
+					w.start(sendCtx, m, true)
+				}
+			}
+			cancel()
+			return
+		}
+	}
+	w.hold(ctx, sendCtx, v, h.NextProbe)
+}
+
+// hold leaves the backlog unread, dead-letters what passed its deadline
+// (or lies below a 410's mark), and waits for the next deadline, probe or
+// change.
+func (w *worker) hold(ctx, sendCtx context.Context, v *endpointView, nextProbe time.Time) {
+	next := w.sweep(ctx, sendCtx, v)
+	if !nextProbe.IsZero() && (next.IsZero() || nextProbe.Before(next)) {
+		next = nextProbe
+	}
+	// Look again at least every PullWait: new deliveries arrive without a
+	// wake-up, and a held backlog must be noticed (for the catch-up).
+	wait := w.d.cfg.PullWait
+	if !next.IsZero() {
+		wait = min(wait, next.Sub(w.d.cfg.Now()))
+	}
+	w.sleep(ctx, wait)
+}
+
+// sweep dead-letters the held deliveries that passed their deadline, in
+// deadline order, and returns the next deadline it knows of. It reads the
+// head of the backlog without taking it, so a held backlog costs no pending
+// slots and no timers.
+func (w *worker) sweep(ctx, sendCtx context.Context, v *endpointView) time.Time {
+	cfg := w.d.cfg
+	var next time.Time
+	for range 10000 {
+		if ctx.Err() != nil {
+			return next
+		}
+		ci, err := w.consumer.Info(ctx)
+		if err != nil {
+			w.log.Warn("consumer info", "err", err)
+			return cfg.Now().Add(time.Second)
+		}
+		if v.status() == streams.StatusDisabled && !v.health.Held && ci.NumPending+uint64(ci.NumAckPending) > 0 {
+			w.d.health.markHeld(ctx, w.id)
+		}
+		if v.health != nil && v.health.GoneSeq > w.goneDone {
+			// Retries waiting at the 410 may be hours away: dead-letter
+			// them now, from the stream; when they come back they find
+			// their record written and are only terminated.
+			upto := min(v.health.GoneSeq, ci.Delivered.Stream)
+			if err := w.d.deadLetterUnacked(ctx, w.id, ci.AckFloor.Stream, upto, streams.ReasonEndpointGone); err != nil {
+				w.log.Warn("dead-letter retries at 410", "err", err)
+				return cfg.Now().Add(time.Second)
+			}
+			w.goneDone = v.health.GoneSeq
+		}
+		now := cfg.Now()
+		due, pd := w.duePending(now)
+		takePending := due > 0 && ci.NumAckPending > 0
+		next = pd
+		takeHead := false
+		if ci.NumPending > 0 {
+			raw, err := w.d.deliveries.GetMsg(ctx, ci.Delivered.Stream+1, jetstream.WithGetMsgSubject(streams.DeliverySubject(w.id)))
+			if err == nil {
+				deadline := raw.Time.Add(cfg.RetryMaxAge)
+				gone := v.health != nil && v.health.GoneSeq >= raw.Sequence
+				if gone || !now.Before(deadline) {
+					takeHead = true
+				} else if next.IsZero() || deadline.Before(next) {
+					next = deadline
+				}
+			}
+		}
+		if !takeHead && !takePending {
+			return next
+		}
+		batch, err := w.consumer.FetchNoWait(max(1, min(due, 100)))
+		if err != nil {
+			return cfg.Now().Add(time.Second)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			w.d.handleHeld(sendCtx, w, m)
+		}
+		if n == 0 {
+			if takePending {
+				// Taken by another dispatcher, or acked: forget them.
+				w.forgetDue(now)
+			}
+			if !takeHead {
+				return next
+			}
+		}
+	}
+	return next
+}
+
+// notePending remembers a delivery this process NAKed, with its deadline.
+func (w *worker) notePending(seq uint64, deadline time.Time) {
+	w.mu.Lock()
+	w.pending[seq] = deadline
+	w.mu.Unlock()
+}
+
+// taken forgets a delivery that came back.
+func (w *worker) taken(seq uint64) {
+	w.mu.Lock()
+	delete(w.pending, seq)
+	w.mu.Unlock()
+}
+
+// duePending counts the remembered deliveries whose deadline has come, and
+// returns the earliest deadline still to come.
+func (w *worker) duePending(now time.Time) (int, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	due := 0
+	var next time.Time
+	for _, d := range w.pending {
+		if !now.Before(d) {
+			due++
+		} else if next.IsZero() || d.Before(next) {
+			next = d
+		}
+	}
+	return due, next
+}
+
+func (w *worker) forgetDue(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for seq, d := range w.pending {
+		if !now.Before(d) {
+			delete(w.pending, seq)
+		}
+	}
+}
+
+// drainDeleted dead-letters every delivery of a deleted endpoint
+// (endpoint_deleted): the unread backlog, then those waiting for a retry,
+// read straight from the stream since their retry may be hours away. Then
+// it removes the consumer and the endpoint's keys. It reports whether the
+// endpoint is gone for good.
+func (w *worker) drainDeleted(ctx, sendCtx context.Context) bool {
+	for ctx.Err() == nil {
+		batch, err := w.consumer.FetchNoWait(100)
+		if err != nil {
+			w.sleep(ctx, time.Second)
+			return false
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			w.d.handleHeld(sendCtx, w, m)
+		}
+		if n > 0 {
+			continue
+		}
+		ci, err := w.consumer.Info(ctx)
+		if err != nil {
+			w.sleep(ctx, time.Second)
+			return false
+		}
+		if ci.NumPending > 0 {
+			continue
+		}
+		w.mu.Lock()
+		busy := w.inflight > 0
+		w.mu.Unlock()
+		if busy {
+			w.sleep(ctx, 50*time.Millisecond)
+			continue
+		}
+		if err := w.d.deadLetterUnacked(ctx, w.id, ci.AckFloor.Stream, ci.Delivered.Stream, streams.ReasonEndpointDeleted); err != nil {
+			w.log.Warn("dead-letter deleted endpoint's retries", "err", err)
+			w.sleep(ctx, time.Second)
+			return false
+		}
+		return w.d.removeEndpoint(ctx, w.id) == nil
+	}
+	return false
+}
+
+// deliveryConsumerConfig is an endpoint's durable consumer on DELIVERIES.
+// No BackOff list: it would add to the NakWithDelay delays instead of
+// yielding to them. MaxAckPending is large because a NAK-delayed delivery
+// keeps its slot; in-flight concurrency is the dispatcher's own business.
+func deliveryConsumerConfig(c Config, endpointID string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       streams.DeliveryConsumer(endpointID),
+		Description:   "deliveries to endpoint " + endpointID,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: streams.DeliverySubject(endpointID),
+		MaxWaiting:    512,
+	}
+}
