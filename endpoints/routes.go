@@ -1,0 +1,215 @@
+package endpoints
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hookstream/hookstream/internal/httpjson"
+	"github.com/hookstream/hookstream/streams"
+)
+
+// Routes are the /v1/endpoints routes.
+func (r *Registry) Routes() []httpjson.Route {
+	return []httpjson.Route{
+		{Method: http.MethodPost, Pattern: "/v1/endpoints", Handler: r.handleCreate},
+		{Method: http.MethodGet, Pattern: "/v1/endpoints", Handler: r.handleList},
+		{Method: http.MethodGet, Pattern: "/v1/endpoints/{id}", Handler: r.handleShow},
+		{Method: http.MethodPatch, Pattern: "/v1/endpoints/{id}", Handler: r.handleUpdate},
+		{Method: http.MethodDelete, Pattern: "/v1/endpoints/{id}", Handler: r.handleDelete},
+		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/enable", Handler: r.handleSetEnabled(true)},
+		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/disable", Handler: r.handleSetEnabled(false)},
+		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/rotate-secret", Handler: r.handleRotateSecret},
+		{Method: http.MethodGet, Pattern: "/v1/endpoints/{id}/attempts", Handler: r.handleAttempts},
+	}
+}
+
+// endpointJSON is an endpoint as the API shows it. Secret is set only in the
+// answers of create and rotate-secret.
+type endpointJSON struct {
+	ID           string    `json:"id"`
+	URL          string    `json:"url"`
+	EventTypes   []string  `json:"event_types"`
+	Description  string    `json:"description"`
+	RateLimit    float64   `json:"rate_limit"`
+	Concurrency  int       `json:"concurrency"`
+	Status       string    `json:"status"`
+	StatusReason string    `json:"status_reason"`
+	StatusSince  time.Time `json:"status_since"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Secret       string    `json:"secret,omitempty"`
+}
+
+func view(ep *streams.Endpoint, h *streams.Health) endpointJSON {
+	types := ep.EventTypes
+	if types == nil {
+		types = []string{}
+	}
+	return endpointJSON{
+		ID:           ep.ID,
+		URL:          ep.URL,
+		EventTypes:   types,
+		Description:  ep.Description,
+		RateLimit:    ep.RateLimit,
+		Concurrency:  ep.Concurrency,
+		Status:       h.Status,
+		StatusReason: h.Reason,
+		StatusSince:  h.Since.UTC(),
+		CreatedAt:    ep.CreatedAt.UTC(),
+		UpdatedAt:    ep.UpdatedAt.UTC(),
+	}
+}
+
+type createBody struct {
+	URL         string   `json:"url"`
+	EventTypes  []string `json:"event_types"`
+	Secret      string   `json:"secret"`
+	Description string   `json:"description"`
+	RateLimit   float64  `json:"rate_limit"`
+	Concurrency int      `json:"concurrency"`
+}
+
+// patchBody takes any subset of the changeable fields. Secret is here only
+// to answer it with a pointer to rotate-secret rather than "unknown field".
+type patchBody struct {
+	URL         *string         `json:"url"`
+	EventTypes  *[]string       `json:"event_types"`
+	Description *string         `json:"description"`
+	RateLimit   *float64        `json:"rate_limit"`
+	Concurrency *int            `json:"concurrency"`
+	Secret      json.RawMessage `json:"secret"`
+}
+
+func (r *Registry) handleCreate(w http.ResponseWriter, req *http.Request) {
+	var b createBody
+	if err := httpjson.Decode(w, req, 0, &b); err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	ep, err := r.Create(req.Context(), CreateInput(b))
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	v := view(ep, streams.NewHealth(ep.ID, ep.CreatedAt))
+	v.Secret = ep.Secrets[0].Key
+	httpjson.WriteJSON(w, http.StatusCreated, v)
+}
+
+func (r *Registry) handleList(w http.ResponseWriter, req *http.Request) {
+	limit, cursor, err := httpjson.ParsePage(req)
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	page, next, err := r.list(req.Context(), limit, cursor)
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	items := make([]endpointJSON, 0, len(page))
+	for _, l := range page {
+		items = append(items, view(l.ep, l.h))
+	}
+	httpjson.WriteJSON(w, http.StatusOK, httpjson.Page[endpointJSON]{Items: items, NextCursor: next})
+}
+
+func (r *Registry) handleShow(w http.ResponseWriter, req *http.Request) {
+	ep, h, err := r.Get(req.Context(), req.PathValue("id"))
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	httpjson.WriteJSON(w, http.StatusOK, view(ep, h))
+}
+
+func (r *Registry) handleUpdate(w http.ResponseWriter, req *http.Request) {
+	var b patchBody
+	if err := httpjson.Decode(w, req, 0, &b); err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	if len(b.Secret) > 0 {
+		httpjson.Fail(w, httpjson.BadRequest("secret: use rotate-secret"))
+		return
+	}
+	ep, err := r.Update(req.Context(), req.PathValue("id"), UpdateInput{
+		URL: b.URL, EventTypes: b.EventTypes, Description: b.Description, RateLimit: b.RateLimit, Concurrency: b.Concurrency,
+	})
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	r.writeEndpoint(w, req, ep, "")
+}
+
+func (r *Registry) handleDelete(w http.ResponseWriter, req *http.Request) {
+	if err := r.Delete(req.Context(), req.PathValue("id")); err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *Registry) handleSetEnabled(enabled bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		id := req.PathValue("id")
+		h, err := r.SetEnabled(req.Context(), id, enabled)
+		if err != nil {
+			httpjson.Fail(w, err)
+			return
+		}
+		ep, err := r.endpoint(req.Context(), id)
+		if err != nil {
+			httpjson.Fail(w, err)
+			return
+		}
+		httpjson.WriteJSON(w, http.StatusOK, view(ep, h))
+	}
+}
+
+func (r *Registry) handleRotateSecret(w http.ResponseWriter, req *http.Request) {
+	ep, err := r.rotate(req.Context(), req.PathValue("id"))
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	r.writeEndpoint(w, req, ep, ep.Secrets[0].Key)
+}
+
+// writeEndpoint answers ep with its current health, and secret if given.
+func (r *Registry) writeEndpoint(w http.ResponseWriter, req *http.Request, ep *streams.Endpoint, secret string) {
+	h, err := r.healthOf(req.Context(), ep)
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	v := view(ep, h)
+	v.Secret = secret
+	httpjson.WriteJSON(w, http.StatusOK, v)
+}
+
+func (r *Registry) handleAttempts(w http.ResponseWriter, req *http.Request) {
+	limit, cursor, err := httpjson.ParsePage(req)
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	before, err := parseSeqCursor(cursor)
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	items, next, err := r.attemptsPage(req.Context(), req.PathValue("id"), limit, before)
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	page := httpjson.Page[attemptJSON]{Items: items}
+	if next != 0 {
+		page.NextCursor = strconv.FormatUint(next, 10)
+	}
+	httpjson.WriteJSON(w, http.StatusOK, page)
+}
