@@ -1,0 +1,130 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookstream/hookstream/internal/httpjson"
+	"github.com/hookstream/hookstream/streams"
+)
+
+// notDeadError refuses a replay of a record that is no longer dead.
+type notDeadError struct{ state string }
+
+func (e notDeadError) Error() string {
+	if e.state == streams.DLQStateReplayed || e.state == streams.DLQStateDelivered {
+		return "already " + e.state
+	}
+	return fmt.Sprintf("state %q is not %s", e.state, streams.DLQStateDead)
+}
+
+func (e notDeadError) Unwrap() error { return httpjson.ErrConflict }
+
+// endpointGoneError refuses a replay to an endpoint that is deleted.
+type endpointGoneError struct{ endpoint string }
+
+func (e endpointGoneError) Error() string { return "endpoint " + e.endpoint + " is deleted" }
+
+func (e endpointGoneError) Unwrap() error { return httpjson.ErrConflict }
+
+// Replay publishes the next generation of the record's delivery and marks
+// the record replayed. A record that is not dead (already replayed or
+// delivered) or whose endpoint is deleted is httpjson.ErrConflict; an
+// unknown id httpjson.ErrNotFound; a store that cannot take the delivery
+// streams.ErrUnavailable, and then nothing changed.
+func (s *Service) Replay(ctx context.Context, id string) (*Record, error) {
+	m, err := s.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.replay(ctx, m, nil)
+}
+
+// replay replays the record m. eps, when not nil, caches endpoint checks
+// across the records of one job step.
+//
+// The order is what makes it crash-safe and idempotent: the delivery is
+// published (and acknowledged) before the state changes, so a crash in
+// between leaves a dead record whose next replay publishes the same
+// Nats-Msg-Id and is answered as a duplicate; and two concurrent replays
+// publish one message id, so whichever loses the compare-and-set still has
+// exactly one delivery behind it.
+func (s *Service) replay(ctx context.Context, m match, eps map[string]error) (*Record, error) {
+	dl := m.dl
+	log := s.cfg.Logger.With("dead_letter_id", dl.ID, "endpoint_id", dl.EndpointID, "event_id", dl.Event.ID)
+	if state := stateOf(m.st); state != streams.DLQStateDead {
+		return nil, fmt.Errorf("dead letter %s: %w", dl.ID, notDeadError{state})
+	}
+	if err := s.checkEndpoint(ctx, dl.EndpointID, eps); err != nil {
+		return nil, fmt.Errorf("dead letter %s: %w", dl.ID, err)
+	}
+
+	d := streams.Delivery{Event: dl.Event, EndpointID: dl.EndpointID, Generation: dl.Generation + 1, DeadLetterID: dl.ID}
+	b, err := streams.Marshal(&d)
+	if err != nil {
+		return nil, fmt.Errorf("encode delivery: %w", err)
+	}
+	ack, err := s.js.Publish(ctx, streams.DeliverySubject(dl.EndpointID), b,
+		jetstream.WithMsgID(d.MsgID()), jetstream.WithExpectStream(streams.StreamDeliveries))
+	if err != nil {
+		return nil, storeErr("publish delivery", err)
+	}
+
+	stateMissing := m.st == nil
+	now := s.now()
+	st, _, err := streams.Update[streams.DLQState](ctx, s.states, dl.ID, func(cur *streams.DLQState) (*streams.DLQState, error) {
+		switch {
+		case cur == nil && !stateMissing:
+			// Deleted meanwhile: the delivery stands, there is nothing to mark.
+			return nil, streams.ErrNoChange
+		case cur == nil:
+			// The dispatcher crashed before writing the state: write it.
+			cur = &streams.DLQState{
+				ID: dl.ID, Seq: m.seq, EndpointID: dl.EndpointID, EventID: dl.Event.ID,
+				EventType: dl.Event.Type, Reason: dl.Reason, DeadAt: dl.DeadAt,
+			}
+		case cur.State != streams.DLQStateDead:
+			// A concurrent replay (same message id, so the same single
+			// delivery) or that delivery's success got here first.
+			return nil, streams.ErrNoChange
+		}
+		next := *cur
+		next.State, next.ReplayGeneration, next.UpdatedAt = streams.DLQStateReplayed, d.Generation, now
+		return &next, nil
+	})
+	if err != nil && !errors.Is(err, streams.ErrNoChange) {
+		// The delivery is stored: the record stays dead until a retry, which
+		// JetStream answers as a duplicate inside the window.
+		return nil, storeErr("mark dead letter replayed", err)
+	}
+	if st == nil {
+		st = &streams.DLQState{ID: dl.ID, State: streams.DLQStateReplayed, ReplayGeneration: d.Generation}
+	}
+	log.Info("dead letter replayed", "generation", d.Generation, "delivery_seq", ack.Sequence, "duplicate", ack.Duplicate)
+	r := newRecord(dl, st, m.seq)
+	return &r, nil
+}
+
+// checkEndpoint refuses a replay to an endpoint that is deleted or being
+// deleted. eps, when not nil, caches the answers.
+func (s *Service) checkEndpoint(ctx context.Context, id string, eps map[string]error) error {
+	if err, ok := eps[id]; ok {
+		return err
+	}
+	ep, _, found, err := streams.Get[streams.Endpoint](ctx, s.endpoints, id)
+	switch {
+	case errors.Is(err, jetstream.ErrInvalidKey):
+		err = endpointGoneError{id}
+	case err != nil:
+		return storeErr("read endpoint", err)
+	case !found || ep.Deleted:
+		err = endpointGoneError{id}
+	}
+	if eps != nil {
+		eps[id] = err
+	}
+	return err
+}
