@@ -140,12 +140,10 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate names the first invalid field.
+// Validate checks the settings, naming each invalid field (JS is checked
+// by New, so that flags can be checked before anything connects).
 func (c Config) Validate() error {
 	var errs []error
-	if c.JS == nil {
-		errs = append(errs, errors.New("js: required"))
-	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

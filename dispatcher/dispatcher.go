@@ -61,6 +61,9 @@ type Dispatcher struct {
 // New validates cfg and builds a Dispatcher; Start connects it.
 func New(cfg Config) (*Dispatcher, error) {
 	cfg = cfg.WithDefaults()
+	if cfg.JS == nil {
+		return nil, errors.New("js: required")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

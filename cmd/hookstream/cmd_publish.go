@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// maxData bounds what --data reads from a file or stdin: well above the
+// API's event limit, so the API (not the CLI) says what the limit is.
+const maxData = 64 << 20
+
+// publishBody is the body of POST /v1/events.
+type publishBody struct {
+	ID     string          `json:"id,omitempty"`
+	Type   string          `json:"type"`
+	Source string          `json:"source,omitempty"`
+	Time   string          `json:"time,omitempty"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// publish: hookstream publish --type T [--source S] [--id ID] [--time RFC3339] --data JSON|@file|-
+func (c *cli) publish(ctx context.Context, args []string) error {
+	fs := newFlagSet("publish", c.stderr)
+	setSynopsis(fs, "hookstream publish --type T [--source S] [--id ID] [--time RFC3339] --data JSON|@file|-")
+	cf := addClientFlags(fs)
+	typ := fs.String("type", "", "event type, e.g. purchase_order.updated (required)")
+	source := fs.String("source", "", "the system the event comes from (the API's default when not given: default)")
+	id := fs.String("id", "", "event id, the idempotency key (generated when not given)")
+	at := fs.String("time", "", "when it happened, RFC 3339 (now when not given)")
+	data := fs.String("data", "", "the event data: a JSON object, @file to read it from a file, or - for stdin (required)")
+	if err := parseFlags(fs, args, c.env); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if *typ == "" {
+		return usageErrorf("publish: --type is required")
+	}
+	if !given(fs, "data") {
+		return usageErrorf("publish: --data is required (a JSON object, @file or -)")
+	}
+	body := publishBody{ID: *id, Type: *typ, Source: *source}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339Nano, *at)
+		if err != nil {
+			return usageErrorf("--time: must be RFC 3339 like 2024-05-01T12:00:00Z, got %q", *at)
+		}
+		body.Time = t.UTC().Format(time.RFC3339Nano)
+	}
+	raw, err := c.readData(*data)
+	if err != nil {
+		return err
+	}
+	body.Data = raw
+
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ans, err := cl.do(ctx, http.MethodPost, "/v1/events", nil, body)
+	if err != nil {
+		return err
+	}
+	return printJSON(c.stdout, ans)
+}
+
+// readData reads --data: the JSON itself, @file, or - (stdin), and checks it
+// is one JSON object.
+func (c *cli) readData(arg string) (json.RawMessage, error) {
+	var (
+		raw  []byte
+		from = "--data"
+	)
+	switch {
+	case arg == "-" || arg == "@-":
+		b, err := io.ReadAll(io.LimitReader(c.stdin, maxData+1))
+		if err != nil {
+			return nil, fmt.Errorf("--data: read stdin: %w", err)
+		}
+		raw, from = b, "--data (stdin)"
+	case strings.HasPrefix(arg, "@"):
+		f, err := os.Open(arg[1:])
+		if err != nil {
+			return nil, fmt.Errorf("--data: %w", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxData+1))
+		if err != nil {
+			return nil, fmt.Errorf("--data: read %s: %w", arg[1:], err)
+		}
+		raw, from = b, "--data ("+arg[1:]+")"
+	default:
+		raw = []byte(arg)
+	}
+	if len(raw) > maxData {
+		return nil, usageErrorf("%s: larger than %d bytes", from, maxData)
+	}
+	raw = bytes.TrimSpace(raw)
+	if !json.Valid(raw) {
+		return nil, usageErrorf("%s: not valid JSON", from)
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, usageErrorf("%s: must be a JSON object", from)
+	}
+	return raw, nil
+}

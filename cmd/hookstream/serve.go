@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hookstream/hookstream/dispatcher"
+	"github.com/hookstream/hookstream/dlq"
+	"github.com/hookstream/hookstream/endpoints"
+	"github.com/hookstream/hookstream/internal/api"
+	"github.com/hookstream/hookstream/internal/httpjson"
+	"github.com/hookstream/hookstream/poller"
+	"github.com/hookstream/hookstream/producer"
+	"github.com/hookstream/hookstream/streams"
+)
+
+// Server roles. serve runs every role in one process on an embedded NATS;
+// the others run one role each against --nats-url, for scale-out.
+const (
+	roleServe      = "serve"
+	roleAPI        = "api"
+	roleDispatcher = "dispatcher"
+	rolePoller     = "poller"
+)
+
+// Defaults of the server flags not owned by a package.
+const (
+	DataDefault            = "./data"
+	ShutdownTimeoutDefault = 15 * time.Second
+)
+
+// serverFlags are the flags of the server roles; each has a HOOKSTREAM_*
+// environment twin.
+type serverFlags struct {
+	role string
+
+	data, httpAddr, natsURL, natsListen, apiToken, logLevel string
+	allowPrivate                                              bool
+	replicas, maxEventData                                    int
+	dedupWindow, eventsMaxAge, dlqMaxAge                      time.Duration
+	deliveryTimeout, ackWait, retryInitial                    time.Duration
+	retryMaxInterval, retryMaxAge                             time.Duration
+	failingAfter, concurrency                                 int
+	secretOverlap, shutdownTimeout, pollTick                  time.Duration
+}
+
+func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
+	f := &serverFlags{role: role}
+	if role == roleServe {
+		fs.StringVar(&f.data, "data", DataDefault, "directory of the embedded NATS server's JetStream store")
+		fs.StringVar(&f.natsListen, "nats-listen", "", "also expose the embedded NATS server on this host:port (default: not exposed)")
+		fs.StringVar(&f.natsURL, "nats-url", "", "use this external NATS server instead of the embedded one")
+	} else {
+		fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS JetStream server or cluster to use")
+	}
+	fs.StringVar(&f.httpAddr, "http", api.AddrDefault, "HTTP listen address (API, /healthz, /readyz, /metrics)")
+	fs.StringVar(&f.apiToken, "api-token", "", "bearer token required on every /v1 route (required to listen beyond loopback)")
+	fs.BoolVar(&f.allowPrivate, "allow-private-endpoints", false, "allow endpoints and sources on loopback, private and link-local addresses")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&f.replicas, "replicas", streams.ReplicasDefault, "replicas of every stream and bucket (3 on a cluster)")
+	fs.IntVar(&f.maxEventData, "max-event-data", streams.MaxEventDataDefault, "largest event data accepted, in bytes")
+	fs.DurationVar(&f.dedupWindow, "dedup-window", streams.DedupWindowDefault, "window in which a re-published event id is stored once")
+	fs.DurationVar(&f.eventsMaxAge, "events-max-age", streams.EventsMaxAgeDefault, "how long events are kept")
+	fs.DurationVar(&f.dlqMaxAge, "dlq-max-age", streams.DLQMaxAgeDefault, "how long dead letters are kept")
+	fs.DurationVar(&f.retryMaxAge, "retry-max-age", dispatcher.RetryMaxAgeDefault, "give-up age of a delivery, from when it was stored")
+	fs.DurationVar(&f.deliveryTimeout, "delivery-timeout", dispatcher.DeliveryTimeoutDefault, "timeout of one webhook request")
+	fs.DurationVar(&f.ackWait, "ack-wait", dispatcher.AckWaitDefault, "time after which a delivery in flight in a crashed process is sent again (above --delivery-timeout)")
+	fs.DurationVar(&f.retryInitial, "retry-initial", dispatcher.RetryInitialDefault, "first retry delay (doubling, ±20% jitter)")
+	fs.DurationVar(&f.retryMaxInterval, "retry-max-interval", dispatcher.RetryMaxIntervalDefault, "largest retry delay and probe spacing")
+	fs.IntVar(&f.failingAfter, "failing-after", dispatcher.FailingAfterDefault, "consecutive failures that make an endpoint failing")
+	fs.IntVar(&f.concurrency, "concurrency", dispatcher.ConcurrencyDefault, "deliveries in flight per endpoint that sets none (across dispatchers)")
+	fs.DurationVar(&f.secretOverlap, "secret-overlap", endpoints.SecretOverlapDefault, "how long a rotated-out secret keeps signing")
+	fs.DurationVar(&f.pollTick, "poll-tick", poller.TickDefault, "how often the poller looks for due sources")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", ShutdownTimeoutDefault, "how long in-flight work may take to finish on SIGTERM")
+	return f
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, roleServe, args, stdout, stderr)
+}
+
+func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, roleAPI, args, stdout, stderr)
+}
+
+func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, roleDispatcher, args, stdout, stderr)
+}
+
+func runPoller(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runRole(ctx, rolePoller, args, stdout, stderr)
+}
+
+func runRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(role, stderr)
+	f := addServerFlags(fs, role)
+	if err := parseFlags(fs, args, os.LookupEnv); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("%s: unexpected argument %q", role, fs.Arg(0))
+	}
+	return serveRole(ctx, f, stdout, stderr)
+}
+
+func (f *serverFlags) runs(roles ...string) bool {
+	if f.role == roleServe {
+		return true
+	}
+	for _, r := range roles {
+		if f.role == r {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *serverFlags) streamsConfig() streams.Config {
+	return streams.Config{
+		Replicas: f.replicas, EventsMaxAge: f.eventsMaxAge, DedupWindow: f.dedupWindow, DLQMaxAge: f.dlqMaxAge,
+		RetryMaxAge: f.retryMaxAge, MaxEventData: f.maxEventData,
+	}
+}
+
+func (f *serverFlags) dispatcherConfig(js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) dispatcher.Config {
+	return dispatcher.Config{
+		JS: js, DeliveryTimeout: f.deliveryTimeout, AckWait: f.ackWait, RetryInitial: f.retryInitial,
+		RetryMaxInterval: f.retryMaxInterval, RetryMaxAge: f.retryMaxAge, FailingAfter: f.failingAfter,
+		Concurrency: f.concurrency, AllowPrivate: f.allowPrivate, UserAgent: "hookstream/" + version,
+		Logger: log, Metrics: reg,
+	}
+}
+
+// validate checks what can be checked before anything starts, so a bad
+// setting is one clear line and no half-started process.
+func (f *serverFlags) validate() error {
+	if err := api.CheckListen(f.httpAddr, f.apiToken); err != nil {
+		return err
+	}
+	if err := f.streamsConfig().WithDefaults().Validate(); err != nil {
+		return err
+	}
+	if f.maxEventData < 1 {
+		return fmt.Errorf("max-event-data: must be at least 1 byte, got %d", f.maxEventData)
+	}
+	if f.runs(roleDispatcher) {
+		if err := f.dispatcherConfig(nil, nil, nil).WithDefaults().Validate(); err != nil {
+			return err
+		}
+	}
+	if _, err := parseLevel(f.logLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log-level: %q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// stopper is anything with the Start/Stop contract's second half.
+type stopper interface{ Stop(context.Context) error }
+
+// serveRole runs one role (or all, for serve) until ctx is cancelled, then
+// shuts down in order: stop taking requests, stop taking new work, let
+// in-flight work finish (bounded by --shutdown-timeout), drain NATS, stop
+// the embedded server.
+func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	level, _ := parseLevel(f.logLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("role", f.role)
+
+	// stops are stopped in order: the HTTP server, then the components
+	// (dispatcher first), then the NATS connection and the embedded server.
+	var stops, stopsTail []stopper
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+		defer cancel()
+		for _, s := range append(stops, stopsTail...) {
+			if err := s.Stop(sctx); err != nil {
+				log.Warn("shutdown", "err", err)
+			}
+		}
+	}()
+
+	var (
+		srv *streams.Server
+		nc  *nats.Conn
+		err error
+	)
+	if f.role == roleServe && f.natsURL == "" {
+		dir, err := filepath.Abs(f.data)
+		if err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+		srv, err = streams.StartServer(streams.ServerConfig{StoreDir: dir, Listen: f.natsListen})
+		if err != nil {
+			return err
+		}
+		nc, err = srv.Connect("hookstream-" + f.role)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return fmt.Errorf("nats: %w", err)
+		}
+		if u := srv.ClientURL(); u != "" {
+			log.Info("embedded nats listening", "url", u)
+		}
+	} else {
+		nc, err = streams.Dial(f.natsURL, "hookstream-"+f.role)
+		if err != nil {
+			return err
+		}
+	}
+	stopsTail = append(stopsTail, stopFunc(func(ctx context.Context) error { return streams.Drain(ctx, nc) }))
+	if srv != nil {
+		stopsTail = append(stopsTail, stopFunc(srv.Shutdown))
+	}
+	scfg := f.streamsConfig()
+	if srv == nil {
+		if err := streams.CheckMaxPayload(nc, scfg); err != nil {
+			return err
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = streams.Ensure(ectx, js, scfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var (
+		routes []httpjson.Route
+		ready  []func() error
+		starts []func(context.Context) error
+		later  []stopper // stopped after the HTTP server
+	)
+	if f.runs(roleAPI) {
+		prod, err := producer.New(producer.Config{JS: js, MaxEventData: f.maxEventData, Logger: log, Metrics: reg})
+		if err != nil {
+			return err
+		}
+		later = append(later, prod)
+		reg2, err := endpoints.New(ctx, endpoints.Config{JS: js, AllowPrivate: f.allowPrivate, SecretOverlap: f.secretOverlap, Logger: log})
+		if err != nil {
+			return err
+		}
+		dl, err := dlq.New(ctx, dlq.Config{JS: js, Logger: log})
+		if err != nil {
+			return err
+		}
+		starts = append(starts, dl.Start)
+		later = append(later, dl)
+		routes = append(routes, prod.Routes()...)
+		routes = append(routes, reg2.Routes()...)
+		routes = append(routes, dl.Routes()...)
+	}
+	if f.runs(roleAPI, rolePoller) {
+		p, err := poller.New(ctx, poller.Config{JS: js, AllowPrivate: f.allowPrivate, Tick: f.pollTick, Logger: log, MaxEventData: f.maxEventData})
+		if err != nil {
+			return err
+		}
+		if f.runs(roleAPI) {
+			routes = append(routes, p.Routes()...)
+		}
+		if f.runs(rolePoller) {
+			starts = append(starts, p.Start)
+			later = append([]stopper{p}, later...)
+		}
+	}
+	if f.runs(roleDispatcher) {
+		d, err := dispatcher.New(f.dispatcherConfig(js, log, reg))
+		if err != nil {
+			return err
+		}
+		starts = append(starts, d.Start)
+		ready = append(ready, d.Ready)
+		later = append([]stopper{d}, later...)
+	}
+	httpSrv, err := api.New(api.Config{
+		Addr: f.httpAddr, Token: f.apiToken, Routes: routes, Gatherer: reg, Logger: log,
+		Ready: func() error {
+			if !nc.IsConnected() {
+				return errors.New("nats: not connected")
+			}
+			for _, r := range ready {
+				if err := r(); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	for _, start := range starts {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := start(sctx)
+		cancel()
+		if err != nil {
+			stops = append(stops, later...)
+			return err
+		}
+	}
+	stops = append(stops, later...)
+	if err := httpSrv.Start(ctx); err != nil {
+		return err
+	}
+	stops = append([]stopper{httpSrv}, stops...)
+	fmt.Fprintf(stdout, "hookstream %s: listening on http://%s\n", f.role, httpSrv.Addr())
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", f.shutdownTimeout)
+	return nil
+}
+
+type stopFunc func(context.Context) error
+
+func (s stopFunc) Stop(ctx context.Context) error { return s(ctx) }
