@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookstream/hookstream/streams/streamstest"
+	"github.com/hookstream/hookstream/webhook"
+)
+
+// server is a `hookstream serve` (or another role) running in-process
+// through run(), exactly as the binary runs it.
+type server struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan int
+	stderr *syncBuffer
+}
+
+var listenRE = regexp.MustCompile(`listening on (http://\S+)`)
+
+// startServer runs `hookstream <args>` and waits until it listens.
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{cancel: cancel, done: make(chan int), stderr: &syncBuffer{}}
+	var stdout syncBuffer
+	go func() {
+		s.done <- run(ctx, args, strings.NewReader(""), &stdout, s.stderr)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := listenRE.FindStringSubmatch(stdout.String()); m != nil {
+			s.url = m[1]
+			break
+		}
+		select {
+		case code := <-s.done:
+			t.Fatalf("%v exited with %d before listening: %s", args, code, s.stderr.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v did not listen: %s", args, s.stderr.String())
+		}
+	}
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+// stop sends the equivalent of SIGTERM and waits for a clean exit.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case code := <-s.done:
+		if code != 0 {
+			t.Errorf("server exited with %d: %s", code, s.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("server did not stop in 30s")
+	}
+}
+
+// cliJSON runs a client command against s and decodes its JSON output.
+func (s *server) cliJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_API": s.url}, "", args...)
+	if r.code != 0 {
+		t.Fatalf("hookstream %v: exit %d: %s", args, r.code, r.stderr)
+	}
+	if v != nil {
+		if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+			t.Fatalf("hookstream %v: output %q: %v", args, r.stdout, err)
+		}
+	}
+}
+
+// A 1,000-event run through the binary's own code path: 3 endpoints with
+// different filters each receive each matching event exactly once (re-
+// published ids included), signed so that a Standard Webhooks verifier
+// accepts it, and nothing else.
+func TestEndToEndThousandEventsThreeEndpoints(t *testing.T) {
+	srv := startServer(t, "serve", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--allow-private-endpoints",
+		"--log-level", "warn", "--retry-initial", "50ms", "--retry-max-interval", "200ms")
+
+	type sinkBundle struct {
+		h      *sink
+		out    *syncBuffer
+		filter string
+	}
+	sinks := map[string]*sinkBundle{}
+	for _, f := range []string{"order.*", "*", "invoice.paid"} {
+		secret, err := webhook.GenerateSecret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := webhook.ParseSecret(secret)
+		out := &syncBuffer{}
+		h := newSink(sinkConfig{Keys: [][]byte{key}}, out).(*sink)
+		hs := httptest.NewServer(h)
+		t.Cleanup(hs.Close)
+		var ep struct{ ID string }
+		srv.cliJSON(t, &ep, "endpoints", "add", "--url", hs.URL+"/hook", "--types", f, "--secret", secret)
+		if ep.ID == "" {
+			t.Fatal("no endpoint id")
+		}
+		sinks[f] = &sinkBundle{h: h, out: out, filter: f}
+	}
+
+	types := []string{"order.created", "order.updated", "invoice.paid", "invoice.sent", "customer.created"}
+	want := map[string]int{}
+	client := &http.Client{Timeout: 10 * time.Second}
+	publish := func(id, typ string) {
+		body := fmt.Sprintf(`{"id":%q,"type":%q,"data":{"n":%q}}`, id, typ, id)
+		resp, err := client.Post(srv.url+"/v1/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("publish %s: %d", id, resp.StatusCode)
+		}
+	}
+	const n = 1000
+	for i := range n {
+		id := fmt.Sprintf("evt-%04d", i)
+		typ := types[i%len(types)]
+		publish(id, typ)
+		if i%7 == 0 {
+			publish(id, typ) // a duplicate inside the window: stored and delivered once
+		}
+		want["*"]++
+		if strings.HasPrefix(typ, "order.") {
+			want["order.*"]++
+		}
+		if typ == "invoice.paid" {
+			want["invoice.paid"]++
+		}
+	}
+	for f, s := range sinks {
+		streamstest.WaitFor(t, 60*time.Second, f+" to receive its events", func() bool { return s.h.Total() >= want[f] })
+	}
+	// A last event that all three match proves nothing else is still on its way.
+	publish("sentinel", "invoice.paid")
+	for f, s := range sinks {
+		if f == "order.*" {
+			continue
+		}
+		streamstest.WaitFor(t, 30*time.Second, f+" to receive the sentinel", func() bool { return s.h.Received("sentinel") == 1 })
+	}
+	for f, s := range sinks {
+		got := s.h.Total()
+		if f != "order.*" {
+			got-- // the sentinel
+		}
+		if got != want[f] {
+			t.Errorf("%s received %d requests, want exactly %d", f, got, want[f])
+		}
+		for i := range n {
+			id := fmt.Sprintf("evt-%04d", i)
+			typ := types[i%len(types)]
+			match := f == "*" || (f == "order.*" && strings.HasPrefix(typ, "order.")) || f == typ
+			if c := s.h.Received(id); (match && c != 1) || (!match && c != 0) {
+				t.Errorf("%s received %s (%s) %d times", f, id, typ, c)
+			}
+		}
+		if bad := strings.Count(s.out.String(), "signature=invalid"); bad > 0 {
+			t.Errorf("%s: %d signatures did not verify", f, bad)
+		}
+	}
+	// The operator sees what happened to an event.
+	var ev struct {
+		ID         string
+		Deliveries []struct{ Endpoint, State string }
+	}
+	srv.cliJSON(t, &ev, "events", "show", "evt-0002") // invoice.paid: two endpoints
+	if ev.ID != "evt-0002" || len(ev.Deliveries) != 2 {
+		t.Fatalf("events show = %+v", ev)
+	}
+	for _, d := range ev.Deliveries {
+		if d.State != "delivered" {
+			streamstest.WaitFor(t, 10*time.Second, "delivered state", func() bool {
+				srv.cliJSON(t, &ev, "events", "show", "evt-0002")
+				for _, d := range ev.Deliveries {
+					if d.State != "delivered" {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
+}
