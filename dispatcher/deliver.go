@@ -101,7 +101,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 			delay = res.retryAfter
 		}
 		delay, retry := schedule(now, deadline, delay)
-		d.health.recordFailure(ctx, w.id, v, now, probe)
+		d.health.recordFailure(ctx, w.id, v, now, probe, dl.Event.Type == streams.TypeWebhookCatchup)
 		if !retry {
 			out.DeadLetter = streams.ReasonExpired
 			d.deadLetter(ctx, m, &dl, v, streams.ReasonExpired, &a, log)

@@ -44,14 +44,19 @@ func (s *healthStore) update(ctx context.Context, id string, fn func(h *streams.
 
 // recordFailure counts a failed attempt: the FailingAfter-th in a row makes
 // a healthy endpoint failing; a failed probe doubles the probe spacing.
-func (s *healthStore) recordFailure(ctx context.Context, id string, v *endpointView, now time.Time, probe bool) {
+// A failing catch-up does not count as a held backlog: a catch-up that
+// itself fails never triggers another.
+func (s *healthStore) recordFailure(ctx context.Context, id string, v *endpointView, now time.Time, probe, catchup bool) {
 	s.update(ctx, id, func(h *streams.Health) error {
 		h.Failures++
+		if !catchup && h.Status != streams.StatusHealthy {
+			h.Held = true
+		}
 		switch h.Status {
 		case streams.StatusHealthy:
 			if h.Failures >= s.cfg.FailingAfter {
 				h.Transition(streams.StatusFailing, fmt.Sprintf("%d consecutive failed attempts", h.Failures), now.UTC())
-				h.Held = true
+				h.Held = !catchup
 				h.ProbeInterval = s.cfg.RetryInitial
 				h.NextProbe = now.Add(h.ProbeInterval).UTC()
 			}

@@ -1,0 +1,256 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookstream/hookstream/netguard"
+	"github.com/hookstream/hookstream/streams"
+	"github.com/hookstream/hookstream/streams/streamstest"
+)
+
+func TestHTTPSourceRequests(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, newFeed(2, changes(1, 3)...))
+	src := NewHTTPSource(fs.URL+"/changes?tenant=acme", map[string]string{"Authorization": "Bearer s3cret", "X-Api-Version": "2"}, fs.Client())
+	ctx := context.Background()
+	pg, err := src.Poll(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Poll(ctx, pg.NextCursor); err != nil {
+		t.Fatal(err)
+	}
+	headers, hadSince := fs.requests()
+	if len(headers) != 2 || hadSince[0] || !hadSince[1] {
+		t.Fatalf("requests: %d, since sent %v; want no since on the first poll and since on the second", len(headers), hadSince)
+	}
+	if got := fs.feed.sinceLog(); got[1] != "2" {
+		t.Errorf("second poll since = %q, want 2", got[1])
+	}
+	for _, h := range headers {
+		if h.Get("Authorization") != "Bearer s3cret" || h.Get("X-Api-Version") != "2" || h.Get("Accept") != "application/json" {
+			t.Errorf("request headers = %v, want the source's headers and Accept: application/json", h)
+		}
+	}
+}
+
+func TestHTTPSourceKeepsTheURLsQuery(t *testing.T) {
+	t.Parallel()
+	var got url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.URL.Query()
+		_, _ = w.Write([]byte(`{"changes":[]}`))
+	}))
+	defer srv.Close()
+	if _, err := NewHTTPSource(srv.URL+"/feed?tenant=acme", nil, srv.Client()).Poll(context.Background(), "a b&c"); err != nil {
+		t.Fatal(err)
+	}
+	if got.Get("tenant") != "acme" || got.Get("since") != "a b&c" {
+		t.Fatalf("query = %v, want tenant kept and since escaped", got)
+	}
+}
+
+func TestHTTPSourceStatusCodes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		code int
+		want error
+	}{
+		{401, ErrAuth}, {403, ErrAuth},
+		{500, ErrUnreachable}, {502, ErrUnreachable}, {503, ErrUnreachable}, {408, ErrUnreachable}, {429, ErrUnreachable},
+		{404, ErrBadFeed}, {400, ErrBadFeed}, {302, ErrBadFeed}, {204, ErrBadFeed},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c.code == 302 {
+				w.Header().Set("Location", "http://169.254.169.254/")
+			}
+			w.WriteHeader(c.code)
+		}))
+		src := NewHTTPSource(srv.URL+"/feed?token=t0ps3cret", nil, netguard.NewClient(&netguard.Dialer{AllowPrivate: true}, 1, time.Second))
+		_, err := src.Poll(context.Background(), "")
+		srv.Close()
+		if !errors.Is(err, c.want) {
+			t.Errorf("status %d: err = %v, want %v", c.code, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "t0ps3cret") {
+			t.Errorf("status %d: error %q repeats the URL", c.code, err)
+		}
+	}
+}
+
+func TestHTTPSourceErrorsHideTheURL(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := strings.Replace(srv.URL, "http://", "http://user:pa55word@", 1) + "/feed?token=t0ps3cret"
+	srv.Close() // nothing listens any more
+	_, err := NewHTTPSource(u, nil, netguard.NewClient(&netguard.Dialer{AllowPrivate: true}, 1, time.Second)).Poll(context.Background(), "")
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("err = %v, want ErrUnreachable", err)
+	}
+	if strings.Contains(err.Error(), "pa55word") || strings.Contains(err.Error(), "t0ps3cret") {
+		t.Fatalf("error %q repeats the URL's credentials", err)
+	}
+}
+
+func TestHTTPSourceDefaultClientRefusesInternalAddresses(t *testing.T) {
+	t.Parallel()
+	fs := newFeedServer(t, newFeed(1, change(1)))
+	_, err := NewHTTPSource(fs.URL, nil, nil).Poll(context.Background(), "")
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, netguard.ErrForbidden) {
+		t.Fatalf("err = %v, want a refused address (ErrUnreachable, netguard.ErrForbidden)", err)
+	}
+	if n := fs.feed.pollCount(); n != 0 {
+		t.Fatalf("feed reached %d times", n)
+	}
+}
+
+func TestHTTPSourceTimeout(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer srv.Close()
+	client := srv.Client()
+	client.Timeout = 50 * time.Millisecond
+	_, err := NewHTTPSource(srv.URL, nil, client).Poll(context.Background(), "")
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("err = %v, want an unreachable timeout", err)
+	}
+}
+
+func TestHTTPSourceBodyLimit(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"changes":[],"pad":"`))
+		_, _ = w.Write([]byte(strings.Repeat("x", MaxFeedBody)))
+		_, _ = w.Write([]byte(`"}`))
+	}))
+	defer srv.Close()
+	_, err := NewHTTPSource(srv.URL, nil, srv.Client()).Poll(context.Background(), "")
+	if !errors.Is(err, ErrBadFeed) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("err = %v, want a bad feed over the body limit", err)
+	}
+}
+
+func TestDecodePage(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	good := []struct {
+		name, body string
+		want       Page
+	}{
+		{"Empty", `{"changes":[]}`, Page{Changes: []Change{}}},
+		{"Full", `{"changes":[{"id":"a1","type":"order.created","time":"2025-05-01T10:00:00+02:00","data":{"x":1}}],"next_cursor":"c9","has_more":true}`,
+			Page{Changes: []Change{{ID: "a1", Type: "order.created", Time: time.Date(2025, 5, 1, 8, 0, 0, 0, time.UTC), Data: []byte(`{"x":1}`)}}, NextCursor: "c9", HasMore: true}},
+		{"NumbersAndNoTime", `{"changes":[{"id":17,"type":"a","time":null,"data":{}}],"next_cursor":18,"has_more":null}`,
+			Page{Changes: []Change{{ID: "17", Type: "a", Time: now, Data: []byte(`{}`)}}, NextCursor: "18"}},
+		{"UnknownFieldsIgnored", `{"changes":[{"id":"a","type":"a","data":{},"extra":1}],"total":3}`,
+			Page{Changes: []Change{{ID: "a", Type: "a", Time: now, Data: []byte(`{}`)}}}},
+	}
+	for _, c := range good {
+		got, err := decodePage([]byte(c.body), now)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if len(got.Changes) != len(c.want.Changes) || got.NextCursor != c.want.NextCursor || got.HasMore != c.want.HasMore {
+			t.Errorf("%s: page = %+v, want %+v", c.name, got, c.want)
+			continue
+		}
+		for i, w := range c.want.Changes {
+			g := got.Changes[i]
+			if g.ID != w.ID || g.Type != w.Type || !g.Time.Equal(w.Time) || string(g.Data) != string(w.Data) {
+				t.Errorf("%s: change %d = %+v, want %+v", c.name, i, g, w)
+			}
+		}
+	}
+	bad := []struct{ name, body, want string }{
+		{"NotJSON", `<html>502 Bad Gateway</html>`, "body: not a JSON object"},
+		{"Array", `[]`, "body: not a JSON object"},
+		{"Trailing", `{"changes":[]} {}`, "body: data after the JSON object"},
+		{"NoChanges", `{"next_cursor":"x"}`, "changes: required"},
+		{"ChangesNotArray", `{"changes":{}}`, "changes: must be an array"},
+		{"CursorObject", `{"changes":[],"next_cursor":{}}`, "next_cursor: must be a string"},
+		{"HasMoreString", `{"changes":[],"has_more":"yes"}`, "has_more: must be a boolean"},
+		{"ChangeNotObject", `{"changes":[{"id":"a","type":"a","data":{}},"x"]}`, "changes[1]: must be a JSON object"},
+		{"NoID", `{"changes":[{"type":"a","data":{}}]}`, "changes[0].id: required"},
+		{"EmptyID", `{"changes":[{"id":"","type":"a","data":{}}]}`, "changes[0].id: required"},
+		{"IDWithSpace", `{"changes":[{"id":"a b","type":"a","data":{}}]}`, "changes[0].id: must not contain spaces"},
+		{"IDBool", `{"changes":[{"id":true,"type":"a","data":{}}]}`, "changes[0].id: must be a string"},
+		{"NoType", `{"changes":[{"id":"a","data":{}}]}`, "changes[0].type: required"},
+		{"BadType", `{"changes":[{"id":"a","type":"Order.Created","data":{}}]}`, "changes[0].type:"},
+		{"TypeNumber", `{"changes":[{"id":"a","type":5,"data":{}}]}`, "changes[0].type: must be a string"},
+		{"BadTime", `{"changes":[{"id":"a","type":"a","time":"yesterday","data":{}}]}`, "changes[0].time:"},
+		{"TimeNumber", `{"changes":[{"id":"a","type":"a","time":1700000000,"data":{}}]}`, "changes[0].time: must be an RFC 3339 string"},
+		{"NoData", `{"changes":[{"id":"a","type":"a"}]}`, "changes[0].data: required"},
+		{"DataArray", `{"changes":[{"id":"a","type":"a","data":[1]}]}`, "changes[0].data: must be a JSON object"},
+		{"DataString", `{"changes":[{"id":"a","type":"a","data":"{}"}]}`, "changes[0].data: must be a JSON object"},
+	}
+	for _, c := range bad {
+		_, err := decodePage([]byte(c.body), now)
+		if !errors.Is(err, ErrBadFeed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want a bad feed saying %q", c.name, err, c.want)
+		}
+	}
+}
+
+// FuzzDecodePage: the page decoder never panics, every error is ErrBadFeed,
+// and a page it accepts holds only valid changes.
+func FuzzDecodePage(f *testing.F) {
+	for _, s := range []string{
+		`{"changes":[]}`,
+		`{"changes":[{"id":"a1","type":"order.created","time":"2025-05-01T10:00:00Z","data":{"x":1}}],"next_cursor":"c9","has_more":true}`,
+		`{"changes":[{"id":17,"type":"a","data":{}}],"next_cursor":18}`,
+		`{"changes":[{"id":"","type":"a","data":{}}]}`,
+		`{"changes":[{"id":"a","type":"a","data":[1]}]}`,
+		`{"changes":null}`, `null`, `[]`, `"x"`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		pg, err := decodePage(body, now)
+		if err != nil {
+			if !errors.Is(err, ErrBadFeed) {
+				t.Fatalf("error %v is not ErrBadFeed", err)
+			}
+			return
+		}
+		for i, c := range pg.Changes {
+			if err := streams.ValidateID(c.ID); err != nil {
+				t.Fatalf("accepted change %d with id %q: %v", i, c.ID, err)
+			}
+			if err := streams.ValidateType(c.Type); err != nil {
+				t.Fatalf("accepted change %d with type %q: %v", i, c.Type, err)
+			}
+			if err := streams.ValidateData(c.Data, MaxFeedBody); err != nil {
+				t.Fatalf("accepted change %d with data %q: %v", i, c.Data, err)
+			}
+			if c.Time.IsZero() {
+				t.Fatalf("accepted change %d without a time", i)
+			}
+		}
+	})
+}
+
+func TestPollerReportsAFeedThatIsNotJSON(t *testing.T) {
+	t.Parallel()
+	env := streamstest.Start(t)
+	fs := newFeedServer(t, newFeed(10, change(1)))
+	fs.setRaw([]byte("<html>maintenance</html>"))
+	p := newPoller(t, testConfig(env))
+	p.Register("erp", NewHTTPSource(fs.URL, nil, fs.Client()), time.Hour, time.Hour)
+	start(t, p)
+	st := waitState(t, p, "erp", "the poll recorded", func(st *sourceState) bool { return !st.LastPoll.IsZero() })
+	if !strings.Contains(st.LastError, "bad feed: body: not a JSON object") || st.Status != StatusHealthy || st.Cursor != "" {
+		t.Fatalf("state = %+v, want last_error about JSON, status healthy, cursor unchanged", st)
+	}
+	if n := len(sourceEvents(t, env, "erp")); n != 0 {
+		t.Fatalf("%d events stored, want 0", n)
+	}
+}

@@ -1,0 +1,328 @@
+package poller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookstream/hookstream/streams"
+)
+
+// Poller polls sources' change feeds into EVENTS, keeps their connection
+// status and sends endpoints their webhook.catchup. Its routes work without
+// Start (an API-only process mounts them); Start runs the polling.
+type Poller struct {
+	cfg   Config
+	log   *slog.Logger
+	owner string // this process's lease value
+
+	sourcesKV, stateKV, leasesKV, healthKV jetstream.KeyValue
+	events, dlq                            jetstream.Stream
+
+	mu         sync.Mutex
+	registered map[string]registration
+	configs    map[string]*sourceConfig // BucketSources, kept by a watcher
+	states     map[string]cachedState   // BucketSourceState, kept by a watcher
+	inflight   map[string]bool          // sources with a poll or notification running
+	lastEvent  map[string]time.Time     // newest EVENTS message seen per source
+	catchups   map[string]bool          // endpoints whose catch-up is to be sent
+	poke       chan struct{}            // wakes the catch-up worker
+
+	life       sync.Mutex
+	started    bool
+	stopped    bool
+	cancel     context.CancelFunc // stops the scheduler, watchers and worker
+	workCancel context.CancelFunc // cancels polls and sends in flight
+	loops      sync.WaitGroup
+	work       sync.WaitGroup
+
+	hooks testHooks
+}
+
+// testHooks let tests stop a poll where a crash would.
+type testHooks struct {
+	// afterPublish runs once a page's publishes were acknowledged, before
+	// its cursor is saved; returning true ends the poll there, as a crash
+	// would.
+	afterPublish func(source string) bool
+}
+
+type registration struct {
+	src              Source
+	interval, window time.Duration
+}
+
+type cachedState struct {
+	st  *sourceState
+	rev uint64
+}
+
+// New opens the buckets and streams the poller works with (streams.Ensure
+// must have run) and checks cfg.
+func New(ctx context.Context, cfg Config) (*Poller, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("poller: %w", err)
+	}
+	p := &Poller{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "poller"),
+		owner:      newOwner(),
+		registered: map[string]registration{},
+		configs:    map[string]*sourceConfig{},
+		states:     map[string]cachedState{},
+		inflight:   map[string]bool{},
+		lastEvent:  map[string]time.Time{},
+		catchups:   map[string]bool{},
+		poke:       make(chan struct{}, 1),
+	}
+	var err error
+	for _, b := range []struct {
+		name string
+		kv   *jetstream.KeyValue
+	}{
+		{streams.BucketSources, &p.sourcesKV}, {streams.BucketSourceState, &p.stateKV},
+		{streams.BucketLeases, &p.leasesKV}, {streams.BucketHealth, &p.healthKV},
+	} {
+		if *b.kv, err = cfg.JS.KeyValue(ctx, b.name); err != nil {
+			return nil, fmt.Errorf("poller: open bucket %s: %w", b.name, err)
+		}
+	}
+	if p.events, err = cfg.JS.Stream(ctx, streams.StreamEvents); err != nil {
+		return nil, fmt.Errorf("poller: open stream %s: %w", streams.StreamEvents, err)
+	}
+	if p.dlq, err = cfg.JS.Stream(ctx, streams.StreamDLQ); err != nil {
+		return nil, fmt.Errorf("poller: open stream %s: %w", streams.StreamDLQ, err)
+	}
+	return p, nil
+}
+
+func newOwner() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "poller_" + hex.EncodeToString(b)
+}
+
+// Register plugs a Go source in under id, polled every interval and polled
+// at once after expectedWindow without an event (zero: the configured
+// defaults). Its cursor and status are kept like any source's, but it is not
+// stored in BucketSources and the API does not show it; the API refuses to
+// create a source with its id. Register may be called before or after
+// Start. It panics on an invalid id (streams.ValidateSource, or the reserved
+// "hookstream") or a nil src: a programming error.
+func (p *Poller) Register(id string, src Source, interval, expectedWindow time.Duration) {
+	if err := validateID(id); err != nil {
+		panic("poller: register: " + err.Error())
+	}
+	if src == nil {
+		panic("poller: register " + id + ": nil source")
+	}
+	if interval <= 0 {
+		interval = p.cfg.IntervalDefault
+	}
+	if expectedWindow <= 0 {
+		expectedWindow = p.cfg.ExpectedWindowDefault
+	}
+	p.mu.Lock()
+	p.registered[id] = registration{src: src, interval: interval, window: expectedWindow}
+	p.mu.Unlock()
+}
+
+// Start runs the polling scheduler, the status-event outbox and the
+// catch-up watcher. It returns once the poller has read every source, state
+// and endpoint health, so that the first tick sees them all.
+func (p *Poller) Start(ctx context.Context) error {
+	p.life.Lock()
+	defer p.life.Unlock()
+	switch {
+	case p.stopped:
+		return errors.New("poller: stopped")
+	case p.started:
+		return errors.New("poller: already started")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	workCtx, workCancel := context.WithCancel(context.WithoutCancel(ctx))
+	ready := make(chan error, 3)
+	for _, w := range []struct {
+		kv jetstream.KeyValue
+		on func(jetstream.KeyValueEntry)
+	}{
+		{p.sourcesKV, p.onSource}, {p.stateKV, p.onState}, {p.healthKV, p.onHealth},
+	} {
+		watcher, err := w.kv.WatchAll(runCtx)
+		if err != nil {
+			cancel()
+			workCancel()
+			p.loops.Wait()
+			return fmt.Errorf("poller: watch %s: %w", w.kv.Bucket(), err)
+		}
+		p.loops.Add(1)
+		go p.watch(runCtx, watcher, w.on, ready)
+	}
+	for range 3 {
+		select {
+		case err := <-ready:
+			if err != nil {
+				cancel()
+				workCancel()
+				p.loops.Wait()
+				return fmt.Errorf("poller: %w", err)
+			}
+		case <-ctx.Done():
+			cancel()
+			workCancel()
+			p.loops.Wait()
+			return fmt.Errorf("poller: start: %w", ctx.Err())
+		}
+	}
+	p.loops.Add(2)
+	go p.schedule(runCtx, workCtx)
+	go p.catchupWorker(runCtx, workCtx)
+	p.started, p.cancel, p.workCancel = true, cancel, workCancel
+	p.log.Info("poller started", "owner", p.owner)
+	return nil
+}
+
+// Stop stops polling: no new poll starts, the polls in flight may finish
+// until ctx is done, then they are cancelled. It is idempotent and safe
+// without Start. A Source must return once its context is cancelled.
+func (p *Poller) Stop(ctx context.Context) error {
+	p.life.Lock()
+	if !p.started || p.stopped {
+		p.life.Unlock()
+		return nil
+	}
+	p.stopped = true
+	p.life.Unlock()
+
+	p.cancel()
+	done := make(chan struct{})
+	go func() {
+		p.loops.Wait()
+		p.work.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		p.workCancel()
+		p.log.Info("poller stopped")
+		return nil
+	case <-ctx.Done():
+		p.workCancel()
+		<-done
+		return fmt.Errorf("poller: stop: %w", ctx.Err())
+	}
+}
+
+// watch feeds one bucket's entries to on, reporting on ready once the
+// initial values are in.
+func (p *Poller) watch(ctx context.Context, w jetstream.KeyWatcher, on func(jetstream.KeyValueEntry), ready chan<- error) {
+	defer p.loops.Done()
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				if initial {
+					ready <- errors.New("watcher closed before its initial values")
+				}
+				return
+			}
+			if e == nil {
+				if initial {
+					initial = false
+					ready <- nil
+				}
+				continue
+			}
+			on(e)
+		}
+	}
+}
+
+func (p *Poller) onSource(e jetstream.KeyValueEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(p.configs, e.Key())
+		return
+	}
+	c, err := decodeRecord[sourceConfig](e.Value())
+	if err != nil {
+		p.log.Warn("skipping unreadable source", "source", e.Key(), "err", err)
+		return
+	}
+	p.configs[e.Key()] = c
+}
+
+func (p *Poller) onState(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		p.mu.Lock()
+		delete(p.states, e.Key())
+		p.mu.Unlock()
+		return
+	}
+	st, err := decodeRecord[sourceState](e.Value())
+	if err != nil {
+		p.log.Warn("skipping unreadable source state", "source", e.Key(), "err", err)
+		return
+	}
+	p.cacheState(e.Key(), st, e.Revision())
+}
+
+// cacheState keeps the newest state seen: a poll writes its result here
+// before the watcher brings it, so that the scheduler never acts on the
+// state from before the poll.
+func (p *Poller) cacheState(id string, st *sourceState, rev uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.states[id]; ok && cur.rev >= rev {
+		return
+	}
+	p.states[id] = cachedState{st: st, rev: rev}
+}
+
+// spec is what the scheduler needs of a source, registered or stored.
+type spec struct {
+	id               string
+	src              Source
+	interval, window time.Duration
+	registered       bool
+}
+
+// specFor finds source id; registered sources win over stored ones.
+func (p *Poller) specFor(id string) (spec, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.specLocked(id)
+}
+
+func (p *Poller) specLocked(id string) (spec, bool) {
+	if r, ok := p.registered[id]; ok {
+		return spec{id: id, src: r.src, interval: r.interval, window: r.window, registered: true}, true
+	}
+	c, ok := p.configs[id]
+	if !ok {
+		return spec{}, false
+	}
+	src := NewHTTPSource(c.ChangesURL, c.Headers, p.cfg.HTTPClient)
+	src.now = p.cfg.Now
+	return spec{id: id, src: src, interval: orDefault(c.Interval, p.cfg.IntervalDefault), window: orDefault(c.ExpectedWindow, p.cfg.ExpectedWindowDefault)}, true
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
