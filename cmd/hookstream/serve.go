@@ -47,13 +47,13 @@ type serverFlags struct {
 	role string
 
 	data, httpAddr, natsURL, natsListen, apiToken, logLevel string
-	allowPrivate                                              bool
-	replicas, maxEventData                                    int
-	dedupWindow, eventsMaxAge, dlqMaxAge                      time.Duration
-	deliveryTimeout, ackWait, retryInitial                    time.Duration
-	retryMaxInterval, retryMaxAge                             time.Duration
-	failingAfter, concurrency                                 int
-	secretOverlap, shutdownTimeout, pollTick                  time.Duration
+	allowPrivate                                            bool
+	replicas, maxEventData                                  int
+	dedupWindow, eventsMaxAge, dlqMaxAge                    time.Duration
+	deliveryTimeout, ackWait, retryInitial                  time.Duration
+	retryMaxInterval, retryMaxAge                           time.Duration
+	failingAfter, concurrency                               int
+	secretOverlap, shutdownTimeout, pollTick                time.Duration
 }
 
 func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
@@ -255,54 +255,12 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var (
-		routes []httpjson.Route
-		ready  []func() error
-		starts []func(context.Context) error
-		later  []stopper // stopped after the HTTP server
-	)
-	if f.runs(roleAPI) {
-		prod, err := producer.New(producer.Config{JS: js, MaxEventData: f.maxEventData, Logger: log, Metrics: reg})
-		if err != nil {
-			return err
-		}
-		later = append(later, prod)
-		reg2, err := endpoints.New(ctx, endpoints.Config{JS: js, AllowPrivate: f.allowPrivate, SecretOverlap: f.secretOverlap, Logger: log})
-		if err != nil {
-			return err
-		}
-		dl, err := dlq.New(ctx, dlq.Config{JS: js, Logger: log})
-		if err != nil {
-			return err
-		}
-		starts = append(starts, dl.Start)
-		later = append(later, dl)
-		routes = append(routes, prod.Routes()...)
-		routes = append(routes, reg2.Routes()...)
-		routes = append(routes, dl.Routes()...)
+	c, err := buildComponents(ctx, f, js, log, reg)
+	if err != nil {
+		stops = append(stops, c.stops...)
+		return err
 	}
-	if f.runs(roleAPI, rolePoller) {
-		p, err := poller.New(ctx, poller.Config{JS: js, AllowPrivate: f.allowPrivate, Tick: f.pollTick, Logger: log, MaxEventData: f.maxEventData})
-		if err != nil {
-			return err
-		}
-		if f.runs(roleAPI) {
-			routes = append(routes, p.Routes()...)
-		}
-		if f.runs(rolePoller) {
-			starts = append(starts, p.Start)
-			later = append([]stopper{p}, later...)
-		}
-	}
-	if f.runs(roleDispatcher) {
-		d, err := dispatcher.New(f.dispatcherConfig(js, log, reg))
-		if err != nil {
-			return err
-		}
-		starts = append(starts, d.Start)
-		ready = append(ready, d.Ready)
-		later = append([]stopper{d}, later...)
-	}
+	routes, ready, starts, later := c.routes, c.ready, c.starts, c.stops
 	httpSrv, err := api.New(api.Config{
 		Addr: f.httpAddr, Token: f.apiToken, Routes: routes, Gatherer: reg, Logger: log,
 		Ready: func() error {
@@ -343,3 +301,61 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 type stopFunc func(context.Context) error
 
 func (s stopFunc) Stop(ctx context.Context) error { return s(ctx) }
+
+// components are what one role runs: its routes, what must start, what
+// must stop (in order) and what readiness depends on.
+type components struct {
+	routes []httpjson.Route
+	ready  []func() error
+	starts []func(context.Context) error
+	stops  []stopper
+}
+
+// buildComponents makes the role's components on js; the routes are the
+// whole /v1 table the API serves (the auth test walks it).
+func buildComponents(ctx context.Context, f *serverFlags, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) (*components, error) {
+	c := &components{}
+	if f.runs(roleAPI) {
+		prod, err := producer.New(producer.Config{JS: js, MaxEventData: f.maxEventData, Logger: log, Metrics: reg})
+		if err != nil {
+			return c, err
+		}
+		c.stops = append(c.stops, prod)
+		eps, err := endpoints.New(ctx, endpoints.Config{JS: js, AllowPrivate: f.allowPrivate, SecretOverlap: f.secretOverlap, Logger: log})
+		if err != nil {
+			return c, err
+		}
+		dl, err := dlq.New(ctx, dlq.Config{JS: js, Logger: log})
+		if err != nil {
+			return c, err
+		}
+		c.starts = append(c.starts, dl.Start)
+		c.stops = append(c.stops, dl)
+		c.routes = append(c.routes, prod.Routes()...)
+		c.routes = append(c.routes, eps.Routes()...)
+		c.routes = append(c.routes, dl.Routes()...)
+	}
+	if f.runs(roleAPI, rolePoller) {
+		p, err := poller.New(ctx, poller.Config{JS: js, AllowPrivate: f.allowPrivate, Tick: f.pollTick, Logger: log, MaxEventData: f.maxEventData})
+		if err != nil {
+			return c, err
+		}
+		if f.runs(roleAPI) {
+			c.routes = append(c.routes, p.Routes()...)
+		}
+		if f.runs(rolePoller) {
+			c.starts = append(c.starts, p.Start)
+			c.stops = append([]stopper{p}, c.stops...)
+		}
+	}
+	if f.runs(roleDispatcher) {
+		d, err := dispatcher.New(f.dispatcherConfig(js, log, reg))
+		if err != nil {
+			return c, err
+		}
+		c.starts = append(c.starts, d.Start)
+		c.ready = append(c.ready, d.Ready)
+		c.stops = append([]stopper{d}, c.stops...)
+	}
+	return c, nil
+}
