@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,5 +202,114 @@ func TestEndToEndThousandEventsThreeEndpoints(t *testing.T) {
 				return true
 			})
 		}
+	}
+}
+
+// An endpoint down past its retry window loses its deliveries to the DLQ;
+// when it comes back it receives exactly one webhook.catchup naming them,
+// and a replay from the DLQ delivers with the same webhook-id (a second
+// replay of the same record makes no second delivery).
+func TestEndToEndOutageCatchupAndReplay(t *testing.T) {
+	srv := startServer(t, "serve", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--allow-private-endpoints",
+		"--log-level", "error", "--retry-initial", "50ms", "--retry-max-interval", "100ms", "--retry-max-age", "1s",
+		"--failing-after", "2", "--ack-wait", "3s", "--delivery-timeout", "1s", "--poll-tick", "20ms")
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	got := map[string]int{}
+	var catchups []map[string]any
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			ID, Type string
+			Data     map[string]any
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mu.Lock()
+		got[r.Header.Get("webhook-id")]++
+		if body.Type == "webhook.catchup" {
+			catchups = append(catchups, body.Data)
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(hs.Close)
+	var ep struct{ ID string }
+	srv.cliJSON(t, &ep, "endpoints", "add", "--url", hs.URL, "--types", "order.*")
+	for i := range 3 {
+		srv.cliJSON(t, nil, "publish", "--type", "order.created", "--id", fmt.Sprintf("lost-%d", i), "--data", `{"n":1}`)
+	}
+	var page struct {
+		Items []struct {
+			ID, Reason string
+			Event      struct{ ID string }
+		}
+	}
+	streamstest.WaitFor(t, 30*time.Second, "3 dead letters", func() bool {
+		srv.cliJSON(t, &page, "dlq", "list", "--endpoint", ep.ID)
+		return len(page.Items) == 3
+	})
+	for _, it := range page.Items {
+		if it.Reason != "expired" {
+			t.Fatalf("reason %q", it.Reason)
+		}
+	}
+	// The endpoint comes back. A failing endpoint is probed with real
+	// deliveries, so the next event is what finds it healthy again.
+	down.Store(false)
+	srv.cliJSON(t, nil, "publish", "--type", "order.created", "--id", "after", "--data", `{"n":2}`)
+	streamstest.WaitFor(t, 30*time.Second, "the next event and one catch-up", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got["after"] == 1 && len(catchups) >= 1
+	})
+	// Anything that would send a second catch-up has had its chance once a
+	// later event went through.
+	srv.cliJSON(t, nil, "publish", "--type", "order.created", "--id", "after-2", "--data", `{"n":3}`)
+	streamstest.WaitFor(t, 30*time.Second, "a later event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got["after-2"] == 1
+	})
+	mu.Lock()
+	if len(catchups) != 1 {
+		t.Fatalf("%d catch-ups, want exactly 1", len(catchups))
+	}
+	c := catchups[0]
+	ids, _ := c["event_ids"].([]any)
+	names := map[string]bool{}
+	for _, id := range ids {
+		names[fmt.Sprint(id)] = true
+	}
+	if c["endpoint"] != ep.ID || c["missed"] != float64(3) || !names["lost-0"] || !names["lost-1"] || !names["lost-2"] {
+		t.Fatalf("catch-up = %v", c)
+	}
+	mu.Unlock()
+
+	// Replay one dead letter: delivered with the same webhook-id; a second
+	// replay of it is refused and makes no second delivery.
+	rec := page.Items[0]
+	srv.cliJSON(t, nil, "dlq", "replay", rec.ID)
+	streamstest.WaitFor(t, 30*time.Second, "the replayed delivery", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got[rec.Event.ID] == 1
+	})
+	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_API": srv.url}, "", "dlq", "replay", rec.ID)
+	if r.code == 0 || !strings.Contains(r.stderr, "409") {
+		t.Fatalf("second replay: exit %d, %s", r.code, r.stderr)
+	}
+	var shown struct{ State string }
+	streamstest.WaitFor(t, 10*time.Second, "the record to be delivered", func() bool {
+		srv.cliJSON(t, &shown, "dlq", "show", rec.ID)
+		return shown.State == "delivered"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got[rec.Event.ID] != 1 {
+		t.Fatalf("replayed event delivered %d times", got[rec.Event.ID])
 	}
 }
