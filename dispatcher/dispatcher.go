@@ -74,7 +74,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	conc := max(cfg.Concurrency, 100)
 	d.sender = &sender{
-		client:    netguard.NewClient(&netguard.Dialer{AllowPrivate: cfg.AllowPrivate}, conc, 0),
+		client:    netguard.NewClient(&netguard.Dialer{AllowPrivate: cfg.AllowPrivate, Resolver: cfg.Resolver}, conc, 0),
 		userAgent: cfg.UserAgent,
 		timeout:   cfg.DeliveryTimeout,
 	}
@@ -280,4 +280,12 @@ func randomID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Members is how many dispatcher processes share the endpoints' limits now.
+func (d *Dispatcher) Members() int {
+	if d.members == nil {
+		return 1
+	}
+	return d.members.count()
 }

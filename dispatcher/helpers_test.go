@@ -114,6 +114,11 @@ func (b *bundle) kv(name string) jetstream.KeyValue {
 
 // addEndpoint registers an endpoint the way the endpoints API does.
 func (b *bundle) addEndpoint(id, url string, types ...string) string {
+	return b.addEndpointWith(id, url, nil, types...)
+}
+
+// addEndpointWith registers an endpoint after edit changed its settings.
+func (b *bundle) addEndpointWith(id, url string, edit func(*streams.Endpoint), types ...string) string {
 	b.t.Helper()
 	secret, err := webhook.GenerateSecret()
 	if err != nil {
@@ -125,6 +130,9 @@ func (b *bundle) addEndpoint(id, url string, types ...string) string {
 		b.t.Fatal(err)
 	}
 	ep := &streams.Endpoint{ID: id, URL: url, EventTypes: types, Secrets: []streams.Secret{{Key: secret, CreatedAt: now}}, CreatedAt: now, UpdatedAt: now}
+	if edit != nil {
+		edit(ep)
+	}
 	if _, err := streams.Put(ctx, b.kv(streams.BucketEndpoints), id, ep); err != nil {
 		b.t.Fatal(err)
 	}

@@ -116,7 +116,9 @@ func (w *worker) limits(v *endpointView) (int, rate.Limit) {
 		conc = w.d.cfg.Concurrency
 	}
 	n := w.d.members.count()
-	share := (conc + n - 1) / n
+	// Rounded down (but at least one), so that the shares never add up to
+	// more than the endpoint's limit.
+	share := max(1, conc/n)
 	r := rate.Inf
 	if v.ep.RateLimit > 0 {
 		r = rate.Limit(v.ep.RateLimit / float64(n))
