@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookstream/hookstream/netguard"
 )
 
 // Defaults of Config, as DESIGN.md states them.
@@ -78,6 +80,10 @@ type Config struct {
 	// AllowPrivate lets deliveries reach loopback, private and link-local
 	// addresses (--allow-private-endpoints).
 	AllowPrivate bool
+	// Resolver resolves endpoint host names at dial time, where the
+	// resolved addresses are checked (unless AllowPrivate). Defaults to the
+	// system resolver; tests inject one.
+	Resolver netguard.Resolver
 	// UserAgent is sent with every webhook. Defaults to "hookstream/dev".
 	UserAgent string
 	// Now is the clock. Defaults to time.Now.
