@@ -13,8 +13,8 @@ help: ## list the targets
 build: ## build bin/hookstream
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hookstream
 
-run: build ## run `hookstream serve` (embedded NATS, API on 127.0.0.1:8080, data in ./data)
-	./$(BIN) serve --allow-private-endpoints
+run: build ## run `hookstream serve` (embedded NATS, API on 127.0.0.1:8080, data in ./data; extra flags in RUN_FLAGS)
+	./$(BIN) serve $(RUN_FLAGS)
 
 test: ## run the whole suite with -race (fuzz seed corpora included)
 	$(GO) vet $(PKGS)
