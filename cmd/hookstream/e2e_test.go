@@ -313,3 +313,33 @@ func TestEndToEndOutageCatchupAndReplay(t *testing.T) {
 		t.Fatalf("replayed event delivered %d times", got[rec.Event.ID])
 	}
 }
+
+// Events survive a restart on the same --data, and a re-publish of an id
+// inside the dedup window is still answered as a duplicate after it.
+func TestEndToEndRestartKeepsEvents(t *testing.T) {
+	data := t.TempDir()
+	args := []string{"serve", "--data", data, "--http", "127.0.0.1:0", "--log-level", "error"}
+	srv := startServer(t, args...)
+	var res struct {
+		ID        string
+		Duplicate bool
+	}
+	srv.cliJSON(t, &res, "publish", "--type", "purchase_order.updated", "--id", "po-1", "--data", `{"total":42}`)
+	if res.Duplicate {
+		t.Fatal("first publish answered duplicate")
+	}
+	srv.stop(t)
+	srv = startServer(t, args...)
+	var ev struct {
+		ID, Type string
+		Data     map[string]any
+	}
+	srv.cliJSON(t, &ev, "events", "show", "po-1")
+	if ev.ID != "po-1" || ev.Type != "purchase_order.updated" || ev.Data["total"] != float64(42) {
+		t.Fatalf("after restart: %+v", ev)
+	}
+	srv.cliJSON(t, &res, "publish", "--type", "purchase_order.updated", "--id", "po-1", "--data", `{"total":43}`)
+	if !res.Duplicate {
+		t.Fatal("a re-publish after the restart was stored again")
+	}
+}
