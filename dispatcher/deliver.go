@@ -167,11 +167,17 @@ func (d *Dispatcher) recordAttempt(ctx context.Context, dl *streams.Delivery, a 
 		d.log.Warn("attempt log", "endpoint", a.EndpointID, "event", a.EventID, "err", err)
 	}
 	key := streams.DeliveryKey(dl.Event.ID, dl.EndpointID)
-	st, _, _, err := streams.Get[streams.DeliveryState](ctx, d.deliveryState, key)
+	var st *streams.DeliveryState
+	if sync {
+		// A failure extends the history the dead-letter record may need.
+		st, _, _, err = streams.Get[streams.DeliveryState](ctx, d.deliveryState, key)
+	}
 	if err != nil || st == nil || st.Generation != dl.Generation {
 		st = &streams.DeliveryState{EventID: dl.Event.ID, EndpointID: dl.EndpointID, Generation: dl.Generation}
 	}
 	st.AddAttempt(a)
+	// On the success path nothing was read: the count is the attempt number.
+	st.Attempts = max(st.Attempts, a.Attempt)
 	st.State, st.DeadLetterID, st.UpdatedAt = state, dlqID, d.cfg.Now().UTC()
 	if state != streams.DeliveryRetrying {
 		st.NextAttempt = time.Time{}
