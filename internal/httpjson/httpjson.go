@@ -138,7 +138,10 @@ func jsonKind(goType string) string {
 	switch {
 	case goType == "string" || goType == "*string":
 		return "a string"
-	case strings.Contains(goType, "int") || strings.Contains(goType, "float"):
+	case strings.Contains(goType, "int"):
+		// "a number" would read "must be a number, got number 1.5".
+		return "a whole number"
+	case strings.Contains(goType, "float"):
 		return "a number"
 	case strings.Contains(goType, "bool"):
 		return "a boolean"
