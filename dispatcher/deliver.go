@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -241,7 +242,7 @@ func (d *Dispatcher) writeDeadLetter(ctx context.Context, dl *streams.Delivery, 
 		rec.FirstAttempt = st.History[0].Time
 	}
 	if v != nil && v.ep != nil {
-		rec.URL = v.ep.URL
+		rec.URL = redactURL(v.ep.URL)
 	}
 	b, err := streams.Marshal(&rec)
 	if err != nil {
@@ -341,4 +342,14 @@ func (d *Dispatcher) removeEndpoint(ctx context.Context, id string) error {
 	}
 	d.log.Info("deleted endpoint removed", "endpoint", id)
 	return nil
+}
+
+// redactURL hides a password in an endpoint URL: dead-letter records are
+// shown to operators and any subscriber of dlq.>, and credentials are not.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }

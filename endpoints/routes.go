@@ -3,6 +3,7 @@ package endpoints
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -49,7 +50,7 @@ func view(ep *streams.Endpoint, h *streams.Health) endpointJSON {
 	}
 	return endpointJSON{
 		ID:           ep.ID,
-		URL:          ep.URL,
+		URL:          redactURL(ep.URL),
 		EventTypes:   types,
 		Description:  ep.Description,
 		RateLimit:    ep.RateLimit,
@@ -212,4 +213,14 @@ func (r *Registry) handleAttempts(w http.ResponseWriter, req *http.Request) {
 		page.NextCursor = strconv.FormatUint(next, 10)
 	}
 	httpjson.WriteJSON(w, http.StatusOK, page)
+}
+
+// redactURL hides a password in an endpoint URL: it is a credential, and
+// credentials are shown only when they are created.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }

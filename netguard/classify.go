@@ -41,6 +41,7 @@ var refused = []addrRange{
 	{netip.MustParsePrefix("100.100.100.200/32"), classCloudMetadata}, // Alibaba Cloud
 	{netip.MustParsePrefix("192.0.0.192/32"), classCloudMetadata},     // Oracle Cloud
 	{netip.MustParsePrefix("fd00:ec2::254/128"), classCloudMetadata},  // AWS over IPv6
+	{netip.MustParsePrefix("168.63.129.16/32"), classCloudMetadata},   // Azure WireServer
 
 	// IPv4.
 	{netip.MustParsePrefix("255.255.255.255/32"), classBroadcast},

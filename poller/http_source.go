@@ -75,7 +75,9 @@ func (s *HTTPSource) Poll(ctx context.Context, cursor string) (Page, error) {
 	}
 	client := s.Client
 	if client == nil {
-		client = http.DefaultClient
+		// Never http.DefaultClient: it follows redirects and dials
+		// internal addresses.
+		client = guardedClient
 	}
 	now := time.Now
 	if s.now != nil {
@@ -290,3 +292,7 @@ func jsonErr(err error) string {
 func trimInvalid(err error) string {
 	return strings.TrimSuffix(err.Error(), ": "+streams.ErrInvalidEvent.Error())
 }
+
+// guardedClient polls an HTTPSource built without a client: internal
+// addresses refused at dial, redirects not followed.
+var guardedClient = netguard.NewClient(&netguard.Dialer{}, 4, RequestTimeoutDefault)
