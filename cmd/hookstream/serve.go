@@ -39,6 +39,11 @@ const (
 const (
 	DataDefault            = "./data"
 	ShutdownTimeoutDefault = 15 * time.Second
+	// httpGrace is how long requests in flight (and idle keep-alive
+	// connections) get to finish on shutdown.
+	httpGrace = 2 * time.Second
+	// tailTimeout bounds the NATS drain and the embedded server's shutdown.
+	tailTimeout = 10 * time.Second
 )
 
 // serverFlags are the flags of the server roles; each has a HOOKSTREAM_*
@@ -188,16 +193,43 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 	level, _ := parseLevel(f.logLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("role", f.role)
 
-	// stops are stopped in order: the HTTP server, then the components
-	// (dispatcher first), then the NATS connection and the embedded server.
-	var stops, stopsTail []stopper
+	// On the way out: the HTTP server stops taking requests while the
+	// components stop taking work (dispatcher first) and finish what is in
+	// flight, all within --shutdown-timeout; an HTTP client idling on a
+	// keep-alive connection gets httpGrace, not the whole timeout. Then the
+	// NATS connection drains and the embedded server stops, each with time
+	// of its own, so a slow delivery cannot turn a SIGTERM into a kill.
+	var (
+		httpStop         stopper
+		stops, stopsTail []stopper
+	)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 		defer cancel()
-		for _, s := range append(stops, stopsTail...) {
+		httpDone := make(chan struct{})
+		go func() {
+			defer close(httpDone)
+			if httpStop == nil {
+				return
+			}
+			hctx, cancel := context.WithTimeout(sctx, httpGrace)
+			defer cancel()
+			if err := httpStop.Stop(hctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				log.Warn("shutdown", "err", err)
+			}
+		}()
+		for _, s := range stops {
 			if err := s.Stop(sctx); err != nil {
 				log.Warn("shutdown", "err", err)
 			}
+		}
+		<-httpDone
+		for _, s := range stopsTail {
+			tctx, cancel := context.WithTimeout(context.Background(), tailTimeout)
+			if err := s.Stop(tctx); err != nil {
+				log.Warn("shutdown", "err", err)
+			}
+			cancel()
 		}
 	}()
 
@@ -291,7 +323,7 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 	if err := httpSrv.Start(ctx); err != nil {
 		return err
 	}
-	stops = append([]stopper{httpSrv}, stops...)
+	httpStop = httpSrv
 	fmt.Fprintf(stdout, "hookstream %s: listening on http://%s\n", f.role, httpSrv.Addr())
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", f.shutdownTimeout)
