@@ -53,6 +53,11 @@ type Dispatcher struct {
 	bg        sync.WaitGroup
 	ready     chan struct{}
 
+	// consumerSlots bounds the consumers being created at once: a
+	// thousand endpoints' workers starting together must not crowd out
+	// every other JetStream request.
+	consumerSlots chan struct{}
+
 	notifyMu sync.Mutex
 	toNotify map[string]bool
 	notifyC  chan struct{}
@@ -71,6 +76,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), metrics: newMetrics(cfg.Metrics),
 		workers: map[string]*worker{}, ready: make(chan struct{}),
 		toNotify: map[string]bool{}, notifyC: make(chan struct{}, 1),
+		consumerSlots: make(chan struct{}, 16),
 	}
 	conc := max(cfg.Concurrency, 100)
 	d.sender = &sender{
@@ -288,4 +294,16 @@ func (d *Dispatcher) Members() int {
 		return 1
 	}
 	return d.members.count()
+}
+
+// ensureDeliveryConsumer creates (or updates) an endpoint's consumer,
+// a bounded number at a time.
+func (d *Dispatcher) ensureDeliveryConsumer(ctx context.Context, id string) (jetstream.Consumer, error) {
+	select {
+	case d.consumerSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-d.consumerSlots }()
+	return ensureConsumer(ctx, d.js, streams.StreamDeliveries, deliveryConsumerConfig(d.cfg, id))
 }

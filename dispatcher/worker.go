@@ -69,7 +69,7 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 			return
 		}
 		if w.consumer == nil {
-			c, err := ensureConsumer(ctx, w.d.js, streams.StreamDeliveries, deliveryConsumerConfig(w.d.cfg, w.id))
+			c, err := w.d.ensureDeliveryConsumer(ctx, w.id)
 			if err != nil {
 				w.log.Warn("delivery consumer", "err", err)
 				w.sleep(ctx, time.Second)
