@@ -111,16 +111,34 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		return err
 	}
 	for _, sc := range StreamConfigs(c) {
-		if err := ensureStream(ctx, js, sc); err != nil {
+		if err := retryRequest(ctx, func(ctx context.Context) error { return ensureStream(ctx, js, sc) }); err != nil {
 			return err
 		}
 	}
 	for _, bc := range BucketConfigs(c) {
-		if err := ensureBucket(ctx, js, bc); err != nil {
+		if err := retryRequest(ctx, func(ctx context.Context) error { return ensureBucket(ctx, js, bc) }); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ensureAttemptTimeout bounds one create or update request. On a new
+// cluster, several processes ensuring the same stream at once can each wait
+// for an answer that never comes (the meta leader drops one of two
+// conflicting proposals); the requests are idempotent, so they are simply
+// sent again.
+const ensureAttemptTimeout = 5 * time.Second
+
+func retryRequest(ctx context.Context, fn func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, ensureAttemptTimeout)
+		err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
