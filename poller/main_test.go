@@ -271,7 +271,7 @@ func start(t *testing.T, p *Poller) {
 // readState reads source id's state from the bucket (nil if none).
 func readState(t *testing.T, p *Poller, id string) *sourceState {
 	t.Helper()
-	st, _, _, err := getRecord[sourceState](context.Background(), p.stateKV, id)
+	st, _, _, err := streams.Get[sourceState](context.Background(), p.stateKV, id)
 	if err != nil {
 		t.Fatalf("read state %s: %v", id, err)
 	}

@@ -74,7 +74,7 @@ func (p *Poller) runPoll(ctx context.Context, id string, reason dueReason) {
 // loadState reads the state of sp, creating it for a source never polled.
 // It returns nil when the source was deleted.
 func (p *Poller) loadState(ctx context.Context, sp spec) (*sourceState, error) {
-	st, rev, err := updateRecord(ctx, p.stateKV, sp.id, func(cur *sourceState) (*sourceState, error) {
+	st, rev, err := streams.Update(ctx, p.stateKV, sp.id, func(cur *sourceState) (*sourceState, error) {
 		if cur != nil {
 			return nil, streams.ErrNoChange
 		}
@@ -243,7 +243,7 @@ func (p *Poller) publish(ctx context.Context, evs []*streams.Event) error {
 // saveCursor moves the cursor from from to to by compare-and-set, after the
 // page's publishes were acknowledged.
 func (p *Poller) saveCursor(ctx context.Context, id, from, to string, published bool, now time.Time) error {
-	st, rev, err := updateRecord(ctx, p.stateKV, id, func(cur *sourceState) (*sourceState, error) {
+	st, rev, err := streams.Update(ctx, p.stateKV, id, func(cur *sourceState) (*sourceState, error) {
 		switch {
 		case cur == nil:
 			return nil, errSourceGone

@@ -1,13 +1,7 @@
 package poller
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/hookstream/hookstream/streams"
 )
@@ -93,116 +87,20 @@ func (st *sourceState) statusEvent() *streams.ConnectionStatusChanged {
 	return &streams.ConnectionStatusChanged{Source: st.ID, From: st.From, To: st.Status, Error: st.StatusError, Since: st.Since, Seq: st.Transitions}
 }
 
-type record interface {
-	sourceConfig | sourceState
-}
+// The records are stored with streams' versioned codec.
+func (c *sourceConfig) EnvelopeVersion() (int, int) { return c.V, recordVersion }
+func (c *sourceConfig) SetEnvelopeVersion()         { c.V = recordVersion }
+func (st *sourceState) EnvelopeVersion() (int, int) { return st.V, recordVersion }
+func (st *sourceState) SetEnvelopeVersion()         { st.V = recordVersion }
 
-// setVersion and version reach the V field of either record.
-func setVersion(v any) {
-	switch x := v.(type) {
-	case *sourceConfig:
-		x.V = recordVersion
-	case *sourceState:
-		x.V = recordVersion
-	}
-}
-
-func versionOf(v any) int {
-	switch x := v.(type) {
-	case *sourceConfig:
-		return x.V
-	case *sourceState:
-		return x.V
-	}
-	return 0
-}
-
-func encodeRecord[T record](v *T) ([]byte, error) {
-	setVersion(v)
-	b, err := msgpack.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode record: %w", err)
-	}
-	return b, nil
-}
-
-func decodeRecord[T record](b []byte) (v *T, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			v, err = nil, fmt.Errorf("decode record: %v", r)
-		}
-	}()
-	v = new(T)
-	if err := msgpack.Unmarshal(b, v); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
-	}
-	if got := versionOf(v); got != recordVersion {
-		return nil, fmt.Errorf("decode record: version %d, want %d: %w", got, recordVersion, streams.ErrVersion)
+// decodeRecord decodes a stored record of type T.
+func decodeRecord[T any, PT interface {
+	*T
+	streams.Versioned
+}](b []byte) (*T, error) {
+	v := new(T)
+	if err := streams.Unmarshal(b, PT(v)); err != nil {
+		return nil, err
 	}
 	return v, nil
-}
-
-// getRecord reads key; found is false when it does not exist.
-func getRecord[T record](ctx context.Context, kv jetstream.KeyValue, key string) (v *T, rev uint64, found bool, err error) {
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, false, nil
-	}
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("get %s: %w", key, err)
-	}
-	v, err = decodeRecord[T](e.Value())
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("get %s: %w", key, err)
-	}
-	return v, e.Revision(), true, nil
-}
-
-// maxCASRetries bounds updateRecord's compare-and-set loop.
-const maxCASRetries = 64
-
-// updateRecord changes key by compare-and-set, like streams.Update (which
-// only takes streams' own types): fn gets the current value (nil when the key
-// does not exist) and returns the next one, or streams.ErrNoChange to leave
-// it. On a concurrent change fn runs again on the newer value.
-func updateRecord[T record](ctx context.Context, kv jetstream.KeyValue, key string, fn func(cur *T) (*T, error)) (*T, uint64, error) {
-	for range maxCASRetries {
-		cur, rev, found, err := getRecord[T](ctx, kv, key)
-		if err != nil {
-			return nil, 0, err
-		}
-		next, err := fn(cur)
-		if err != nil {
-			return cur, rev, err
-		}
-		b, err := encodeRecord(next)
-		if err != nil {
-			return nil, 0, err
-		}
-		var nrev uint64
-		if found {
-			nrev, err = kv.Update(ctx, key, b, rev)
-		} else {
-			nrev, err = kv.Create(ctx, key, b)
-		}
-		if isConflict(err) {
-			continue
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("update %s: %w", key, err)
-		}
-		return next, nrev, nil
-	}
-	return nil, 0, fmt.Errorf("update %s: still contended after %d tries", key, maxCASRetries)
-}
-
-func isConflict(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

@@ -249,7 +249,7 @@ func (p *Poller) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpjson.Fail(w, fmt.Errorf("id: %q is a source registered in code: %w", id, httpjson.ErrConflict))
 		return
 	}
-	b, err := encodeRecord(c)
+	b, err := streams.Marshal(c)
 	if err != nil {
 		httpjson.Fail(w, err)
 		return
@@ -266,7 +266,7 @@ func (p *Poller) handleCreate(w http.ResponseWriter, r *http.Request) {
 	// A fresh state, overwriting any left by a deleted source of the same
 	// id: healthy, polled at once, from the start of its feed.
 	st := newState(id, now)
-	sb, err := encodeRecord(st)
+	sb, err := streams.Marshal(st)
 	if err == nil {
 		_, err = p.stateKV.Put(ctx, id, sb)
 	}
@@ -329,11 +329,11 @@ func (p *Poller) sourceIDs(ctx context.Context) ([]string, error) {
 
 // load reads a source's configuration and state.
 func (p *Poller) load(ctx context.Context, id string) (*sourceConfig, *sourceState, bool, error) {
-	c, _, found, err := getRecord[sourceConfig](ctx, p.sourcesKV, id)
+	c, _, found, err := streams.Get[sourceConfig](ctx, p.sourcesKV, id)
 	if err != nil || !found {
 		return nil, nil, false, err
 	}
-	st, _, _, err := getRecord[sourceState](ctx, p.stateKV, id)
+	st, _, _, err := streams.Get[sourceState](ctx, p.stateKV, id)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -382,7 +382,7 @@ func (p *Poller) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	c, _, err := updateRecord(ctx, p.sourcesKV, id, func(cur *sourceConfig) (*sourceConfig, error) {
+	c, _, err := streams.Update(ctx, p.sourcesKV, id, func(cur *sourceConfig) (*sourceConfig, error) {
 		if cur == nil {
 			return nil, fmt.Errorf("source %q: %w", id, httpjson.ErrNotFound)
 		}
@@ -403,7 +403,7 @@ func (p *Poller) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A shorter interval takes effect now, not after the old one.
-	st, _, err := updateRecord(ctx, p.stateKV, id, func(cur *sourceState) (*sourceState, error) {
+	st, _, err := streams.Update(ctx, p.stateKV, id, func(cur *sourceState) (*sourceState, error) {
 		if cur == nil || cur.Status != StatusHealthy {
 			return nil, streams.ErrNoChange
 		}
@@ -439,7 +439,7 @@ func (p *Poller) handleDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.sourcesKV.Delete(ctx, id, jetstream.LastRevision(e.Revision())); err != nil {
-		if isConflict(err) {
+		if streams.IsConflict(err) {
 			httpjson.Fail(w, fmt.Errorf("source %q changed meanwhile; try again: %w", id, httpjson.ErrConflict))
 			return
 		}

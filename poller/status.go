@@ -37,7 +37,7 @@ const (
 // then published as connection.status_changed (the outbox retries it if that
 // fails).
 func (p *Poller) finish(ctx context.Context, sp spec, start time.Time, pollErr, storeErr error, more bool, log *slog.Logger) {
-	st, rev, err := updateRecord(ctx, p.stateKV, sp.id, func(cur *sourceState) (*sourceState, error) {
+	st, rev, err := streams.Update(ctx, p.stateKV, sp.id, func(cur *sourceState) (*sourceState, error) {
 		if cur == nil {
 			return nil, errSourceGone
 		}
@@ -115,7 +115,7 @@ func (p *Poller) notifyLogged(ctx context.Context, id string) {
 // stored once. Only the last transition is kept: should two happen before
 // either is published, the first is never sent (under any id).
 func (p *Poller) notify(ctx context.Context, id string) error {
-	st, _, found, err := getRecord[sourceState](ctx, p.stateKV, id)
+	st, _, found, err := streams.Get[sourceState](ctx, p.stateKV, id)
 	if err != nil || !found {
 		return err
 	}
@@ -137,7 +137,7 @@ func (p *Poller) notify(ctx context.Context, id string) error {
 	if _, err := streams.PublishEvent(ctx, p.cfg.JS, e); err != nil {
 		return err
 	}
-	next, rev, err := updateRecord(ctx, p.stateKV, id, func(cur *sourceState) (*sourceState, error) {
+	next, rev, err := streams.Update(ctx, p.stateKV, id, func(cur *sourceState) (*sourceState, error) {
 		if cur == nil || cur.Notified >= ev.Seq {
 			return nil, streams.ErrNoChange
 		}

@@ -144,7 +144,7 @@ func TestOutboxPublishesAnUnsentStatusChangeOnce(t *testing.T) {
 		st := newState(id, now.Add(-time.Hour))
 		st.LastPoll, st.NextPoll = now, now.Add(time.Hour)
 		st.transition(StatusUnreachable, "source unreachable: status 503", now)
-		b, err := encodeRecord(st)
+		b, err := streams.Marshal(st)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,24 +21,50 @@ const (
 // version.
 var ErrVersion = errors.New("unknown envelope version")
 
-// Versioned is every stored type: its version field and what it expects.
+// Versioned is every stored type: it carries a version field that Marshal
+// stamps and Unmarshal checks. Other packages' stored records implement it
+// too, to use Get, Put and Update.
 type Versioned interface {
-	version() (got, want int)
+	// EnvelopeVersion returns the version the value carries and the one
+	// this build reads and writes.
+	EnvelopeVersion() (got, want int)
+	// SetEnvelopeVersion stamps the version this build writes.
+	SetEnvelopeVersion()
 }
 
-func (e *Event) version() (int, int)         { return e.V, EventVersion }
-func (d *Delivery) version() (int, int)      { return d.V, DeliveryVersion }
-func (d *DeadLetter) version() (int, int)    { return d.V, DeadLetterVersion }
-func (a *Attempt) version() (int, int)       { return a.V, AttemptVersion }
-func (h *Health) version() (int, int)        { return h.V, RecordVersion }
-func (e *Endpoint) version() (int, int)      { return e.V, RecordVersion }
-func (s *DeliveryState) version() (int, int) { return s.V, RecordVersion }
-func (s *EventIndex) version() (int, int)    { return s.V, RecordVersion }
-func (s *DLQState) version() (int, int)      { return s.V, RecordVersion }
+func (e *Event) EnvelopeVersion() (int, int) { return e.V, EventVersion }
+func (d *Delivery) EnvelopeVersion() (int, int) {
+	if d.V == DeliveryVersion && d.Event.V != EventVersion {
+		return d.Event.V, EventVersion
+	}
+	return d.V, DeliveryVersion
+}
+func (d *DeadLetter) EnvelopeVersion() (int, int) {
+	if d.V == DeadLetterVersion && d.Event.V != EventVersion {
+		return d.Event.V, EventVersion
+	}
+	return d.V, DeadLetterVersion
+}
+func (a *Attempt) EnvelopeVersion() (int, int)       { return a.V, AttemptVersion }
+func (h *Health) EnvelopeVersion() (int, int)        { return h.V, RecordVersion }
+func (e *Endpoint) EnvelopeVersion() (int, int)      { return e.V, RecordVersion }
+func (s *DeliveryState) EnvelopeVersion() (int, int) { return s.V, RecordVersion }
+func (s *EventIndex) EnvelopeVersion() (int, int)    { return s.V, RecordVersion }
+func (s *DLQState) EnvelopeVersion() (int, int)      { return s.V, RecordVersion }
+
+func (e *Event) SetEnvelopeVersion()         { e.V = EventVersion }
+func (d *Delivery) SetEnvelopeVersion()      { d.V, d.Event.V = DeliveryVersion, EventVersion }
+func (d *DeadLetter) SetEnvelopeVersion()    { d.V, d.Event.V = DeadLetterVersion, EventVersion }
+func (a *Attempt) SetEnvelopeVersion()       { a.V = AttemptVersion }
+func (h *Health) SetEnvelopeVersion()        { h.V = RecordVersion }
+func (e *Endpoint) SetEnvelopeVersion()      { e.V = RecordVersion }
+func (s *DeliveryState) SetEnvelopeVersion() { s.V = RecordVersion }
+func (s *EventIndex) SetEnvelopeVersion()    { s.V = RecordVersion }
+func (s *DLQState) SetEnvelopeVersion()      { s.V = RecordVersion }
 
 // Marshal encodes a stored type as msgpack, filling in its version.
 func Marshal(v Versioned) ([]byte, error) {
-	setVersion(v)
+	v.SetEnvelopeVersion()
 	return msgpack.Marshal(v)
 }
 
@@ -53,33 +79,8 @@ func Unmarshal(b []byte, v Versioned) (err error) {
 	if err := msgpack.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decode envelope: %w", err)
 	}
-	if got, want := v.version(); got != want {
+	if got, want := v.EnvelopeVersion(); got != want {
 		return fmt.Errorf("decode envelope: version %d, want %d: %w", got, want, ErrVersion)
 	}
 	return nil
-}
-
-func setVersion(v Versioned) {
-	switch x := v.(type) {
-	case *Event:
-		x.V = EventVersion
-	case *Delivery:
-		x.V = DeliveryVersion
-		x.Event.V = EventVersion
-	case *DeadLetter:
-		x.V = DeadLetterVersion
-		x.Event.V = EventVersion
-	case *Attempt:
-		x.V = AttemptVersion
-	case *Health:
-		x.V = RecordVersion
-	case *Endpoint:
-		x.V = RecordVersion
-	case *DeliveryState:
-		x.V = RecordVersion
-	case *EventIndex:
-		x.V = RecordVersion
-	case *DLQState:
-		x.V = RecordVersion
-	}
 }

@@ -72,7 +72,7 @@ func Update[T any, PT interface {
 		} else {
 			nrev, err = kv.Create(ctx, key, b)
 		}
-		if isConflict(err) {
+		if IsConflict(err) {
 			continue
 		}
 		if err != nil {
@@ -83,7 +83,9 @@ func Update[T any, PT interface {
 	return nil, 0, fmt.Errorf("update %s: still contended after %d tries", key, maxCASRetries)
 }
 
-func isConflict(err error) bool {
+// IsConflict reports whether err is a compare-and-set conflict: the key
+// changed (or came to exist) since it was read.
+func IsConflict(err error) bool {
 	if err == nil {
 		return false
 	}
