@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/hookstream/hookstream/internal/httpjson"
 	"github.com/hookstream/hookstream/streams"
@@ -84,27 +83,22 @@ func (j *job) view() jobView {
 	}
 }
 
+// Jobs are stored with streams' versioned codec.
+func (j *job) EnvelopeVersion() (int, int) { return j.V, jobVersion }
+func (j *job) SetEnvelopeVersion()         { j.V = jobVersion }
+
 func encodeJob(j *job) ([]byte, error) {
-	j.V = jobVersion
-	b, err := msgpack.Marshal(j)
+	b, err := streams.Marshal(j)
 	if err != nil {
 		return nil, fmt.Errorf("encode replay job %s: %w", j.ID, err)
 	}
 	return b, nil
 }
 
-func decodeJob(b []byte) (j *job, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("decode replay job: %v", r)
-		}
-	}()
-	j = new(job)
-	if err := msgpack.Unmarshal(b, j); err != nil {
-		return nil, fmt.Errorf("decode replay job: %w", err)
-	}
-	if j.V != jobVersion {
-		return nil, fmt.Errorf("decode replay job: version %d, want %d: %w", j.V, jobVersion, streams.ErrVersion)
+func decodeJob(b []byte) (*job, error) {
+	j := new(job)
+	if err := streams.Unmarshal(b, j); err != nil {
+		return nil, fmt.Errorf("replay job: %w", err)
 	}
 	return j, nil
 }
