@@ -27,7 +27,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	  done; done
 
 bench: ## run the benchmarks and print their figures
-	$(GO) test -p 1 -run='^$$' -bench=. -benchmem -benchtime=$${BENCHTIME:-1x} -timeout 30m $(PKGS)
+	$(GO) test -p 1 -run='^$$' -bench=. -benchmem -benchtime=$${BENCHTIME:-1s} -timeout 30m $(PKGS)
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
