@@ -279,3 +279,17 @@ func (c *client) list(ctx context.Context, path string, query url.Values, pf *pa
 		cursor = p.NextCursor
 	}
 }
+
+// call sends one request with the client the flags describe and prints the
+// JSON answer: what most commands do.
+func (c *cli) call(ctx context.Context, cf *clientFlags, method, path string, query url.Values, body any) error {
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ans, err := cl.do(ctx, method, path, query, body)
+	if err != nil {
+		return err
+	}
+	return printJSON(c.stdout, ans)
+}

@@ -151,15 +151,7 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) error {
 		if !f.empty() {
 			return usageErrorf("dlq replay: give an ID or filters (%s), not both", filterNames)
 		}
-		cl, err := cf.client()
-		if err != nil {
-			return err
-		}
-		ans, err := cl.do(ctx, http.MethodPost, "/v1/dlq/"+esc(id)+"/replay", nil, nil)
-		if err != nil {
-			return err
-		}
-		return printJSON(c.stdout, ans)
+		return c.call(ctx, cf, http.MethodPost, "/v1/dlq/"+esc(id)+"/replay", nil, nil)
 	}
 	if f.empty() {
 		return usageErrorf("dlq replay: give a record ID, or at least one filter (%s) for a bulk replay", filterNames)

@@ -35,15 +35,7 @@ func simpleCall(name, method, prefix, suffix string) func(*cli, context.Context,
 		if err != nil {
 			return err
 		}
-		cl, err := cf.client()
-		if err != nil {
-			return err
-		}
-		ans, err := cl.do(ctx, method, prefix+esc(id)+suffix, nil, nil)
-		if err != nil {
-			return err
-		}
-		return printJSON(c.stdout, ans)
+		return c.call(ctx, cf, method, prefix+esc(id)+suffix, nil, nil)
 	}
 }
 
@@ -133,15 +125,7 @@ func (c *cli) endpointsAdd(ctx context.Context, args []string) error {
 	if *secret != "" {
 		body["secret"] = *secret
 	}
-	cl, err := cf.client()
-	if err != nil {
-		return err
-	}
-	ans, err := cl.do(ctx, http.MethodPost, "/v1/endpoints", nil, body)
-	if err != nil {
-		return err
-	}
-	return printJSON(c.stdout, ans)
+	return c.call(ctx, cf, http.MethodPost, "/v1/endpoints", nil, body)
 }
 
 // endpoints update ID [--url] [--types] [--description] [--rate-limit] [--concurrency]
@@ -164,15 +148,7 @@ func (c *cli) endpointsUpdate(ctx context.Context, args []string) error {
 	if len(body) == 0 {
 		return usageErrorf("endpoints update: nothing to change; give at least one of --url, --types, --description, --rate-limit, --concurrency")
 	}
-	cl, err := cf.client()
-	if err != nil {
-		return err
-	}
-	ans, err := cl.do(ctx, http.MethodPatch, "/v1/endpoints/"+esc(id), nil, body)
-	if err != nil {
-		return err
-	}
-	return printJSON(c.stdout, ans)
+	return c.call(ctx, cf, http.MethodPatch, "/v1/endpoints/"+esc(id), nil, body)
 }
 
 // endpoints list [--limit N] [--cursor C] [--all]

@@ -61,15 +61,7 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	}
 	body.Data = raw
 
-	cl, err := cf.client()
-	if err != nil {
-		return err
-	}
-	ans, err := cl.do(ctx, http.MethodPost, "/v1/events", nil, body)
-	if err != nil {
-		return err
-	}
-	return printJSON(c.stdout, ans)
+	return c.call(ctx, cf, http.MethodPost, "/v1/events", nil, body)
 }
 
 // readData reads --data: the JSON itself, @file, or - (stdin), and checks it

@@ -87,15 +87,7 @@ func (c *cli) sourcesAdd(ctx context.Context, args []string) error {
 		return err
 	}
 	body["id"] = *id
-	cl, err := cf.client()
-	if err != nil {
-		return err
-	}
-	ans, err := cl.do(ctx, http.MethodPost, "/v1/sources", nil, body)
-	if err != nil {
-		return err
-	}
-	return printJSON(c.stdout, ans)
+	return c.call(ctx, cf, http.MethodPost, "/v1/sources", nil, body)
 }
 
 // sources update ID [--changes-url] [--interval] [--expected-window] [--header]
@@ -118,15 +110,7 @@ func (c *cli) sourcesUpdate(ctx context.Context, args []string) error {
 	if len(body) == 0 {
 		return usageErrorf("sources update: nothing to change; give at least one of --changes-url, --interval, --expected-window, --header")
 	}
-	cl, err := cf.client()
-	if err != nil {
-		return err
-	}
-	ans, err := cl.do(ctx, http.MethodPatch, "/v1/sources/"+esc(id), nil, body)
-	if err != nil {
-		return err
-	}
-	return printJSON(c.stdout, ans)
+	return c.call(ctx, cf, http.MethodPatch, "/v1/sources/"+esc(id), nil, body)
 }
 
 // sources list [--limit N] [--cursor C] [--all]
