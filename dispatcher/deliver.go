@@ -90,7 +90,8 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 		if dl.DeadLetterID != "" {
 			d.markReplayDelivered(ctx, dl.DeadLetterID)
 		}
-		d.health.recordSuccess(ctx, w.id, v, now)
+		// The view from before the send may predate a failure counted since.
+		d.health.recordSuccess(ctx, w.id, d.catalog.get(w.id), now)
 		log.Debug("delivered", "status", res.status, "duration", res.duration)
 	case res.status == http.StatusGone:
 		d.health.markGone(ctx, w.id, now)

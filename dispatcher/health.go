@@ -73,7 +73,7 @@ func (s *healthStore) recordFailure(ctx context.Context, id string, v *endpointV
 // recordSuccess resets the failure count and makes a failing endpoint
 // healthy; it writes nothing when there is nothing to reset (the hot path).
 func (s *healthStore) recordSuccess(ctx context.Context, id string, v *endpointView, now time.Time) {
-	if v.health != nil && v.health.Failures == 0 && v.health.Status != streams.StatusFailing {
+	if v != nil && v.health != nil && v.health.Failures == 0 && v.health.Status != streams.StatusFailing {
 		return
 	}
 	s.update(ctx, id, func(h *streams.Health) error {
