@@ -12,14 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/hookstream/hookstream/endpoints"
 	"github.com/hookstream/hookstream/internal/api"
 	"github.com/hookstream/hookstream/streams/streamstest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { streamstest.VerifyTestMain(m) }
 
 // clock is a settable test clock.
 type clock struct {

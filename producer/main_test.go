@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/hookstream/hookstream/internal/api"
 	"github.com/hookstream/hookstream/producer"
@@ -23,7 +22,7 @@ import (
 	"github.com/hookstream/hookstream/streams/streamstest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { streamstest.VerifyTestMain(m) }
 
 // fixedNow is the test clock: an event published without a time gets it.
 var fixedNow = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)

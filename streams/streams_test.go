@@ -7,13 +7,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/goleak"
 
 	"github.com/hookstream/hookstream/streams"
 	"github.com/hookstream/hookstream/streams/streamstest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { streamstest.VerifyTestMain(m) }
 
 func TestEnsureIsIdempotentAndDerivesDurations(t *testing.T) {
 	t.Parallel()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/hookstream/hookstream/streams/streamstest"
 	"io"
 	"net"
 	"net/http"
@@ -14,12 +15,10 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	streamstest.VerifyTestMain(m)
 }
 
 // testNow is the clock of every CLI test.

@@ -20,7 +20,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/goleak"
 
 	"github.com/hookstream/hookstream/dispatcher"
 	"github.com/hookstream/hookstream/endpoints"
@@ -31,7 +30,7 @@ import (
 	"github.com/hookstream/hookstream/webhook"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { streamstest.VerifyTestMain(m) }
 
 // Waits are loose: the machine is shared and the tests run with -race.
 const (

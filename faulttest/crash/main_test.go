@@ -24,8 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/hookstream/hookstream/streams/streamstest"
 	"github.com/hookstream/hookstream/webhook"
 )
@@ -44,11 +42,9 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m,
-		goleak.Cleanup(func(code int) {
-			_ = os.RemoveAll(dir)
-			os.Exit(code)
-		}))
+	code := streamstest.RunAndCheckLeaks(m)
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // buildBinary builds ./cmd/hookstream of this module into dir.

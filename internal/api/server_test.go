@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/hookstream/hookstream/streams/streamstest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,13 +14,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/hookstream/hookstream/internal/api"
 	"github.com/hookstream/hookstream/internal/httpjson"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { streamstest.VerifyTestMain(m) }
 
 const token = "s3cret"
 

@@ -4,18 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hookstream/hookstream/streams/streamstest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/hookstream/hookstream/internal/httpjson"
 	"github.com/hookstream/hookstream/streams"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { streamstest.VerifyTestMain(m) }
 
 // target is a body with a field of every kind the API's bodies use.
 type target struct {
