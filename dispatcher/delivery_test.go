@@ -149,7 +149,10 @@ func TestNeverSucceedingDeliveryIsDeadLetteredAtTheDeadline(t *testing.T) {
 	r.setRespond(func(string, int) (int, http.Header) { return 503, nil })
 	b.addEndpoint("ep", r.srv.URL, "*")
 	b.publish("doomed", "a.b")
-	waitFor(t, "a dead letter", func() bool { return len(b.deadLetters("ep")) == 1 })
+	waitFor(t, "a dead letter and its outcome", func() bool {
+		out := b.outcomesFor("doomed")
+		return len(b.deadLetters("ep")) == 1 && len(out) > 0 && out[len(out)-1].DeadLetter != ""
+	})
 	recs := b.deadLetters("ep")
 	rec := recs[0]
 	if rec.Reason != streams.ReasonExpired || rec.Event.ID != "doomed" || rec.EndpointID != "ep" || rec.URL != r.srv.URL {
