@@ -29,7 +29,7 @@ type server struct {
 var listenRE = regexp.MustCompile(`listening on (http://\S+)`)
 
 // startServer runs `hookstream <args>` and waits until it listens.
-func startServer(t *testing.T, args ...string) *server {
+func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{cancel: cancel, done: make(chan int), stderr: &syncBuffer{}}
@@ -57,7 +57,7 @@ func startServer(t *testing.T, args ...string) *server {
 }
 
 // stop sends the equivalent of SIGTERM and waits for a clean exit.
-func (s *server) stop(t *testing.T) {
+func (s *server) stop(t testing.TB) {
 	t.Helper()
 	if s.cancel == nil {
 		return
