@@ -8,8 +8,6 @@ package dispatcher
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,7 +127,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.catalog = newCatalog(d.endpointsKV, d.healthKV, d.cfg.Now, d.changed)
 	d.health = &healthStore{kv: d.healthKV, deliveries: d.deliveries, cfg: d.cfg, catalog: d.catalog, log: d.log}
 	d.notifier = &notifier{js: js, kv: d.healthKV, log: d.log}
-	d.members = &members{js: js, kv: membersKV, id: randomID(), ttl: d.cfg.MemberTTL, live: map[string]bool{}}
+	d.members = &members{js: js, kv: membersKV, id: streams.NewID(""), ttl: d.cfg.MemberTTL, live: map[string]bool{}}
 
 	d.mu.Lock()
 	d.runCtx, d.runCancel = context.WithCancel(context.Background())
@@ -280,12 +278,6 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		<-done
 		return fmt.Errorf("dispatcher stop: in-flight deliveries cancelled: %w", ctx.Err())
 	}
-}
-
-func randomID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // Members is how many dispatcher processes share the endpoints' limits now.

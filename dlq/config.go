@@ -1,14 +1,14 @@
 package dlq
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookstream/hookstream/streams"
 )
 
 // Defaults of Config.
@@ -28,7 +28,7 @@ type Config struct {
 	JS jetstream.JetStream
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
-	// NewJobID makes bulk replay job ids. Defaults to "job_" + 20
+	// NewJobID makes bulk replay job ids. Defaults to "job_" + 26
 	// crypto-random lower-case base32 characters.
 	NewJobID func() string
 	// JobBatch is how many records a bulk job replays per step; progress is
@@ -85,6 +85,5 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// newJobID is "job_" + 20 crypto-random lower-case base32 characters (100
-// bits).
-func newJobID() string { return "job_" + strings.ToLower(rand.Text()[:20]) }
+// newJobID is "job_" + 26 crypto-random lower-case base32 characters.
+func newJobID() string { return streams.NewID("job_") }

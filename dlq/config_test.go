@@ -15,7 +15,7 @@ func TestConfig(t *testing.T) {
 		c.Now == nil || c.NewJobID == nil || c.Logger == nil {
 		t.Fatalf("defaults = %+v", c)
 	}
-	id := regexp.MustCompile(`^job_[a-z2-7]{20}$`)
+	id := regexp.MustCompile(`^job_[a-z2-7]{26}$`)
 	if a, b := c.NewJobID(), c.NewJobID(); !id.MatchString(a) || a == b {
 		t.Fatalf("job ids %q, %q: want distinct job_ + 20 lower-case base32 characters", a, b)
 	}

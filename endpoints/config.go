@@ -1,15 +1,14 @@
 package endpoints
 
 import (
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookstream/hookstream/streams"
 )
 
 // Defaults of Config.
@@ -51,7 +50,7 @@ type Config struct {
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 	// NewID makes the id of a new endpoint; it must return a NATS subject
-	// token of letters, digits, '_' and '-'. Defaults to "ep_" followed by 20
+	// token of letters, digits, '_' and '-'. Defaults to "ep_" followed by 26
 	// crypto-random lower-case base32 characters.
 	NewID func() string
 	// Logger defaults to slog.Default().
@@ -92,16 +91,8 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// newID returns a new endpoint id: "ep_" and 20 lower-case base32
-// characters (100 bits) from crypto/rand, safe as a NATS subject token and a
-// KV key.
-func newID() string {
-	var b [13]byte         // 104 bits: 21 base32 characters, of which 20 are kept
-	_, _ = rand.Read(b[:]) // never fails since Go 1.24
-	return "ep_" + strings.ToLower(idEncoding.EncodeToString(b[:]))[:20]
-}
+// newID returns a new endpoint id, "ep_" and 26 random characters.
+func newID() string { return streams.NewID("ep_") }
 
 // validID reports whether id can be an endpoint id: a non-empty subject
 // token of letters, digits, '_' and '-'. Anything else cannot name a stored

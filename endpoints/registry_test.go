@@ -69,8 +69,8 @@ func TestCreate(t *testing.T) {
 			"concurrency": 3,
 		})
 		id, _ := got["id"].(string)
-		if !strings.HasPrefix(id, "ep_") || len(id) != 23 || strings.ToLower(id) != id {
-			t.Fatalf("id = %q, want ep_ and 20 lower-case base32 characters", id)
+		if !strings.HasPrefix(id, "ep_") || len(id) != 29 || strings.ToLower(id) != id {
+			t.Fatalf("id = %q, want ep_ and 26 lower-case base32 characters", id)
 		}
 		secret, _ := got["secret"].(string)
 		if !strings.HasPrefix(secret, webhook.SecretPrefix) {

@@ -2,8 +2,6 @@ package poller
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,11 +102,7 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 	return p, nil
 }
 
-func newOwner() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return "poller_" + hex.EncodeToString(b)
-}
+func newOwner() string { return streams.NewID("poller_") }
 
 // Register plugs a Go source in under id, polled every interval and polled
 // at once after expectedWindow without an event (zero: the configured

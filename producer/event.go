@@ -1,9 +1,7 @@
 package producer
 
 import (
-	"crypto/rand"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/hookstream/hookstream/streams"
@@ -41,7 +39,7 @@ type Result struct {
 
 // newEventID is the default Config.NewID: "evt_" + 26 characters of
 // crypto-random lower-case base32 (128 bits).
-func newEventID() string { return "evt_" + strings.ToLower(rand.Text()) }
+func newEventID() string { return streams.NewID("evt_") }
 
 // limits are what an incoming event is checked against and completed with.
 type limits struct {

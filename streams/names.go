@@ -1,8 +1,10 @@
 package streams
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"strconv"
+	"strings"
 )
 
 // Stream names.
@@ -90,3 +92,9 @@ const ConsumerFanout = "fanout"
 
 // DeliveryConsumer is the durable consumer name of an endpoint's deliveries.
 func DeliveryConsumer(endpointID string) string { return "ep_" + endpointID }
+
+// NewID returns prefix followed by 26 lower-case base32 characters (128
+// bits from crypto/rand): an id that is safe as a NATS subject token, a KV
+// key and a URL path segment. Every generated id (events, endpoints, jobs,
+// processes) comes from here.
+func NewID(prefix string) string { return prefix + strings.ToLower(rand.Text()) }
