@@ -61,6 +61,11 @@ type Config struct {
 	// server's max_payload must leave room for it inside a dead-letter
 	// record. Defaults to 1 MiB.
 	MaxEventData int
+	// UpdateStreams lets Ensure shrink settings that shape stored data
+	// (a stream's max age, duplicate window or replicas, a bucket's TTL):
+	// without it a role started with smaller values refuses to start and
+	// names the setting. Defaults to false.
+	UpdateStreams bool
 }
 
 // WithDefaults returns c with every zero field set to its default.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -52,7 +53,7 @@ type serverFlags struct {
 	role string
 
 	data, httpAddr, natsURL, natsListen, apiToken, logLevel string
-	allowPrivate                                            bool
+	allowPrivate, updateStreams                             bool
 	replicas, maxEventData                                  int
 	dedupWindow, eventsMaxAge, dlqMaxAge                    time.Duration
 	deliveryTimeout, ackWait, retryInitial                  time.Duration
@@ -74,6 +75,7 @@ func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
 	fs.StringVar(&f.apiToken, "api-token", "", "bearer token required on every /v1 route (required to listen beyond loopback)")
 	fs.BoolVar(&f.allowPrivate, "allow-private-endpoints", false, "allow endpoints and sources on loopback, private and link-local addresses")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&f.updateStreams, "update-streams", false, "let this role shrink stored settings (max ages, duplicate window, replicas) that other roles set larger")
 	fs.IntVar(&f.replicas, "replicas", streams.ReplicasDefault, "replicas of every stream and bucket (3 on a cluster)")
 	fs.IntVar(&f.maxEventData, "max-event-data", streams.MaxEventDataDefault, "largest event data accepted, in bytes")
 	fs.DurationVar(&f.dedupWindow, "dedup-window", streams.DedupWindowDefault, "window in which a re-published event id is stored once")
@@ -135,7 +137,7 @@ func (f *serverFlags) runs(roles ...string) bool {
 func (f *serverFlags) streamsConfig() streams.Config {
 	return streams.Config{
 		Replicas: f.replicas, EventsMaxAge: f.eventsMaxAge, DedupWindow: f.dedupWindow, DLQMaxAge: f.dlqMaxAge,
-		RetryMaxAge: f.retryMaxAge, MaxEventData: f.maxEventData,
+		RetryMaxAge: f.retryMaxAge, MaxEventData: f.maxEventData, UpdateStreams: f.updateStreams,
 	}
 }
 
@@ -294,7 +296,7 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 	}
 	routes, ready, starts, later := c.routes, c.ready, c.starts, c.stops
 	httpSrv, err := api.New(api.Config{
-		Addr: f.httpAddr, Token: f.apiToken, Routes: routes, Gatherer: reg, Logger: log,
+		Addr: f.httpAddr, Token: f.apiToken, Routes: routes, Gatherer: reg, Logger: log, Pages: c.pages,
 		Ready: func() error {
 			if !nc.IsConnected() {
 				return errors.New("nats: not connected")
@@ -341,6 +343,8 @@ type components struct {
 	ready  []func() error
 	starts []func(context.Context) error
 	stops  []stopper
+	// pages is the dashboard, for the roles that serve the API.
+	pages func(v1 http.Handler) http.Handler
 }
 
 // buildComponents makes the role's components on js; the routes are the
@@ -366,6 +370,7 @@ func buildComponents(ctx context.Context, f *serverFlags, js jetstream.JetStream
 		c.routes = append(c.routes, prod.Routes()...)
 		c.routes = append(c.routes, eps.Routes()...)
 		c.routes = append(c.routes, dl.Routes()...)
+		c.pages = dashboardPages(f)
 	}
 	if f.runs(roleAPI, rolePoller) {
 		p, err := poller.New(ctx, poller.Config{JS: js, AllowPrivate: f.allowPrivate, Tick: f.pollTick, Logger: log, MaxEventData: f.maxEventData})

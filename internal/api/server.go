@@ -43,6 +43,10 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Pages, when set, serves every path outside /v1, /healthz, /readyz and
+	// /metrics (the dashboard at /). It is given the /v1 handler, token check
+	// included, to call in-process. Defaults to nil: those paths are 404.
+	Pages func(v1 http.Handler) http.Handler
 }
 
 // CheckListen refuses an address beyond loopback when no token is set.
@@ -133,6 +137,11 @@ func (s *Server) routes() (http.Handler, error) {
 		httpjson.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	if s.cfg.Pages != nil {
+		// The pages call only /v1 paths of mux, so handing it over is safe.
+		mux.Handle("/", s.cfg.Pages(mux))
+		return mux, nil
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
 	})
