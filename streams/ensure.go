@@ -35,7 +35,10 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 			Description: "hookstream deliveries: one message per event and subscribed endpoint",
 			Subjects:    []string{SubjectDeliveries + ".>"},
 			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
+			// Work-queue: a delivery leaves the stream when it is acked or
+			// terminated, so what is stored is the backlog, never the
+			// traffic, and every message found in it is unsettled.
+			Retention: jetstream.WorkQueuePolicy,
 			Discard:     jetstream.DiscardNew,
 			MaxAge:      dmax,
 			Duplicates:  c.dedupFor(dmax),
@@ -111,16 +114,76 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		return err
 	}
 	for _, sc := range StreamConfigs(c) {
-		if err := retryRequest(ctx, func(ctx context.Context) error { return ensureStream(ctx, js, sc) }); err != nil {
+		if err := retryRequest(ctx, func(ctx context.Context) error { return ensureStream(ctx, js, sc, c.UpdateStreams) }); err != nil {
 			return err
 		}
 	}
 	for _, bc := range BucketConfigs(c) {
-		if err := retryRequest(ctx, func(ctx context.Context) error { return ensureBucket(ctx, js, bc) }); err != nil {
+		if err := retryRequest(ctx, func(ctx context.Context) error { return ensureBucket(ctx, js, bc, c.UpdateStreams) }); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ErrShrink is returned by Ensure when the configuration would shrink a
+// setting that shapes stored data (a max age, the duplicate window, the
+// replicas) below what the stream has, and Config.UpdateStreams is not set:
+// a role started with smaller values must not make the server delete what
+// other roles still rely on.
+var ErrShrink = errors.New("refusing to shrink a stored setting (pass --update-streams to allow it)")
+
+// flagFor names the flag that sets a stream's setting, for error messages.
+func flagFor(stream, setting string) string {
+	switch setting {
+	case "replicas":
+		return "--replicas"
+	case "duplicate window":
+		return "--dedup-window"
+	case "max message size":
+		return "--max-event-data"
+	}
+	switch stream {
+	case StreamEvents, "KV_" + BucketEventIndex:
+		return "--events-max-age"
+	case StreamDeliveries, "KV_" + BucketDeliveryState:
+		return "--retry-max-age"
+	case StreamDLQ, "KV_" + BucketDLQState, "KV_" + BucketReplayJobs:
+		return "--dlq-max-age"
+	}
+	return "its setting"
+}
+
+// checkShrink compares a stream's current settings with the wanted ones and
+// names every one that would shrink. A zero max age means "forever".
+func checkShrink(name string, cur, want jetstream.StreamConfig) error {
+	var errs []error
+	shrink := func(setting string, from, to any) {
+		errs = append(errs, fmt.Errorf("stream %s: %s would shrink from %v to %v (%s): %w", name, setting, from, to, flagFor(name, setting), ErrShrink))
+	}
+	if want.MaxAge != 0 && (cur.MaxAge == 0 || want.MaxAge < cur.MaxAge) {
+		shrink("max age", durText(cur.MaxAge), durText(want.MaxAge))
+	}
+	if want.Duplicates < cur.Duplicates {
+		shrink("duplicate window", cur.Duplicates, want.Duplicates)
+	}
+	if want.Replicas < cur.Replicas {
+		shrink("replicas", cur.Replicas, want.Replicas)
+	}
+	if want.MaxMsgSize > 0 && (cur.MaxMsgSize <= 0 || want.MaxMsgSize < cur.MaxMsgSize) {
+		shrink("max message size", cur.MaxMsgSize, want.MaxMsgSize)
+	}
+	if want.MaxMsgsPerSubject > 0 && (cur.MaxMsgsPerSubject <= 0 || want.MaxMsgsPerSubject < cur.MaxMsgsPerSubject) {
+		shrink("messages per subject", cur.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+	}
+	return errors.Join(errs...)
+}
+
+func durText(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
 }
 
 // ensureAttemptTimeout bounds one create or update request. On a new
@@ -141,7 +204,7 @@ func retryRequest(ctx context.Context, fn func(context.Context) error) error {
 	}
 }
 
-func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, allowShrink bool) error {
 	s, err := js.Stream(ctx, sc.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if _, err := js.CreateStream(ctx, sc); err != nil {
@@ -157,7 +220,14 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.Stre
 		return fmt.Errorf("stream %s: storage is %s, configured %s: %w", sc.Name, cur.Storage, sc.Storage, ErrImmutable)
 	}
 	if cur.Retention != sc.Retention {
-		return fmt.Errorf("stream %s: retention is %s, configured %s: %w", sc.Name, cur.Retention, sc.Retention, ErrImmutable)
+		return fmt.Errorf("stream %s: retention is %s, this version needs %s and the server cannot change it in place "+
+			"(let every delivery settle, then delete the stream with 'nats stream rm %s'; it is made anew at start): %w",
+			sc.Name, cur.Retention, sc.Retention, sc.Name, ErrImmutable)
+	}
+	if !allowShrink {
+		if err := checkShrink(sc.Name, cur, sc); err != nil {
+			return err
+		}
 	}
 	if _, err := js.UpdateStream(ctx, sc); err != nil {
 		return fmt.Errorf("stream %s: update to the configured settings (replicas %d, max age %s, duplicate window %s): %w: %w",
@@ -166,7 +236,23 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.Stre
 	return nil
 }
 
-func ensureBucket(ctx context.Context, js jetstream.JetStream, bc jetstream.KeyValueConfig) error {
+func ensureBucket(ctx context.Context, js jetstream.JetStream, bc jetstream.KeyValueConfig, allowShrink bool) error {
+	if !allowShrink {
+		s, err := js.Stream(ctx, "KV_"+bc.Bucket)
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("look up bucket %s: %w", bc.Bucket, err)
+		}
+		if err == nil {
+			cur := s.CachedInfo().Config
+			want := jetstream.StreamConfig{MaxAge: bc.TTL, Replicas: bc.Replicas, Duplicates: cur.Duplicates}
+			if cur.Duplicates > bc.TTL && bc.TTL > 0 {
+				want.Duplicates = bc.TTL
+			}
+			if err := checkShrink(cur.Name, cur, want); err != nil {
+				return err
+			}
+		}
+	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, bc); err != nil {
 		return fmt.Errorf("bucket %s: create or update (replicas %d, ttl %s): %w", bc.Bucket, bc.Replicas, bc.TTL, err)
 	}

@@ -3,6 +3,7 @@ package streams_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,5 +183,78 @@ func TestHealthTransitionsOpenAndCloseGaps(t *testing.T) {
 	h.Transition(streams.StatusHealthy, "enabled", t0.Add(3*time.Hour))
 	if h.Catchup != nil {
 		t.Fatalf("a gap that lost and held nothing asks for a catch-up: %+v", h.Catchup)
+	}
+}
+
+func TestEnsureRefusesToShrinkStoredSettings(t *testing.T) {
+	t.Parallel()
+	env := streamstest.Start(t, streamstest.WithConfig(streams.Config{RetryMaxAge: 24 * time.Hour, DedupWindow: 10 * time.Minute}))
+	ctx := context.Background()
+	maxAge := func() time.Duration {
+		s, err := env.JS.Stream(ctx, streams.StreamDeliveries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.MaxAge
+	}
+	before := maxAge()
+
+	// A role started with a smaller --retry-max-age must not shrink
+	// DELIVERIES (the server would delete older deliveries at once).
+	small := streams.Config{RetryMaxAge: time.Hour, DedupWindow: 10 * time.Minute}
+	err := streams.Ensure(ctx, env.JS, small)
+	if !errors.Is(err, streams.ErrShrink) {
+		t.Fatalf("ensure with a smaller retry-max-age: err = %v, want ErrShrink", err)
+	}
+	if !strings.Contains(err.Error(), "--retry-max-age") || !strings.Contains(err.Error(), streams.StreamDeliveries) {
+		t.Fatalf("error does not name the stream and the flag: %v", err)
+	}
+	if got := maxAge(); got != before {
+		t.Fatalf("DELIVERIES max age changed from %s to %s by a refused ensure", before, got)
+	}
+	err = streams.Ensure(ctx, env.JS, streams.Config{RetryMaxAge: 24 * time.Hour, DedupWindow: time.Minute})
+	if !errors.Is(err, streams.ErrShrink) || !strings.Contains(err.Error(), "--dedup-window") {
+		t.Fatalf("ensure with a smaller dedup window: err = %v, want ErrShrink naming --dedup-window", err)
+	}
+
+	// Growing is always allowed, and --update-streams allows shrinking.
+	if err := streams.Ensure(ctx, env.JS, streams.Config{RetryMaxAge: 48 * time.Hour, DedupWindow: 10 * time.Minute}); err != nil {
+		t.Fatalf("ensure with a larger retry-max-age: %v", err)
+	}
+	if got := maxAge(); got <= before {
+		t.Fatalf("DELIVERIES max age did not grow: %s", got)
+	}
+	small.UpdateStreams = true
+	if err := streams.Ensure(ctx, env.JS, small); err != nil {
+		t.Fatalf("ensure with UpdateStreams: %v", err)
+	}
+	if got, want := maxAge(), small.WithDefaults().DeliveriesMaxAge(); got != want {
+		t.Fatalf("DELIVERIES max age = %s after an allowed shrink, want %s", got, want)
+	}
+}
+
+func TestDeliveriesIsAWorkQueue(t *testing.T) {
+	t.Parallel()
+	env := streamstest.Start(t)
+	ctx := context.Background()
+	s, err := env.JS.Stream(ctx, streams.StreamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.Retention; got != jetstream.WorkQueuePolicy {
+		t.Fatalf("DELIVERIES retention = %s, want workqueue (a delivered delivery leaves the stream)", got)
+	}
+	// An older store with limits retention is refused with a way out.
+	if err := env.JS.DeleteStream(ctx, streams.StreamDeliveries); err != nil {
+		t.Fatal(err)
+	}
+	sc := streams.StreamConfigs(env.Config)[1]
+	sc.Retention = jetstream.LimitsPolicy
+	if _, err := env.JS.CreateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	err = streams.Ensure(ctx, env.JS, env.Config)
+	if !errors.Is(err, streams.ErrImmutable) || !strings.Contains(err.Error(), "nats stream rm") {
+		t.Fatalf("ensure over a limits DELIVERIES: %v", err)
 	}
 }
