@@ -38,12 +38,12 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 			// Work-queue: a delivery leaves the stream when it is acked or
 			// terminated, so what is stored is the backlog, never the
 			// traffic, and every message found in it is unsettled.
-			Retention: jetstream.WorkQueuePolicy,
-			Discard:     jetstream.DiscardNew,
-			MaxAge:      dmax,
-			Duplicates:  c.dedupFor(dmax),
-			Replicas:    c.Replicas,
-			MaxMsgSize:  int32(c.RequiredMaxPayload()),
+			Retention:  jetstream.WorkQueuePolicy,
+			Discard:    jetstream.DiscardNew,
+			MaxAge:     dmax,
+			Duplicates: c.dedupFor(dmax),
+			Replicas:   c.Replicas,
+			MaxMsgSize: int32(c.RequiredMaxPayload()),
 		},
 		{
 			Name:        StreamDLQ,
