@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"hash"
 	"strconv"
 	"strings"
@@ -54,9 +55,17 @@ type macState struct {
 // NewSigner returns a Signer for keys, in the order their signatures appear in
 // the header. Keys are normally the results of ParseSecret; they are copied,
 // so the caller may reuse the slices. With no keys, Sign returns "".
+//
+// NewSigner panics on a key that CheckKey refuses (an empty or short one):
+// signing with it would hand out signatures anyone can forge, and a key that
+// did not come through ParseSecret or CheckKey is a programming error, like a
+// bad pattern given to regexp.MustCompile.
 func NewSigner(keys ...[]byte) *Signer {
 	s := &Signer{keys: make([]signingKey, len(keys))}
 	for i, k := range keys {
+		if err := CheckKey(k); err != nil {
+			panic(fmt.Sprintf("webhook.NewSigner: key %d: %v", i+1, err))
+		}
 		key := append([]byte(nil), k...)
 		s.keys[i].pool.New = func() any {
 			return &macState{

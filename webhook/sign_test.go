@@ -194,3 +194,18 @@ func BenchmarkSign(b *testing.B) {
 		})
 	}
 }
+
+// NewSigner refuses to sign with a key anyone could sign with too.
+func TestNewSignerPanicsOnShortKey(t *testing.T) {
+	t.Parallel()
+	for _, keys := range [][][]byte{{nil}, {{}}, {testKey(1)[:23]}, {testKey(1), {}}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewSigner(%d keys, last %d bytes) did not panic", len(keys), len(keys[len(keys)-1]))
+				}
+			}()
+			webhook.NewSigner(keys...)
+		}()
+	}
+}

@@ -38,9 +38,22 @@ var (
 // ignored, so that a sender may add a scheme without breaking receivers. A
 // tolerance of zero or less means DefaultTolerance.
 //
+// Every key must pass CheckKey, and at least one must be given: otherwise
+// every request is refused with an error wrapping ErrInvalidKey, before the
+// request is looked at, so a receiver whose secret is missing fails closed
+// (and says why) instead of accepting requests signed with an empty key.
+//
 // The timestamp is checked before any HMAC is computed, so a stale or forged
 // flood costs the receiver little.
 func Verify(msgID, timestamp, sigHeader string, body []byte, now time.Time, tolerance time.Duration, keys ...[]byte) error {
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: %w: no keys to verify with", ErrInvalidKey, ErrNoValidSignature)
+	}
+	for i, key := range keys {
+		if err := CheckKey(key); err != nil {
+			return fmt.Errorf("key %d: %w", i+1, err)
+		}
+	}
 	switch {
 	case msgID == "":
 		return fmt.Errorf("%w: %s is empty", ErrMissingHeaders, HeaderID)
@@ -51,9 +64,6 @@ func Verify(msgID, timestamp, sigHeader string, body []byte, now time.Time, tole
 	}
 	if err := checkTimestamp(timestamp, now, tolerance); err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return fmt.Errorf("%w: no keys to verify with", ErrNoValidSignature)
 	}
 
 	// Compute each key's MAC once, then compare it against every entry.
@@ -114,7 +124,8 @@ func checkTimestamp(timestamp string, now time.Time, tolerance time.Duration) er
 
 // VerifyRequest reads webhook-id, webhook-timestamp and webhook-signature from
 // h and calls Verify with them. Several webhook-signature lines are taken as
-// one space-separated list, as a proxy may have split them.
+// one space-separated list, as a proxy may have split them. Like Verify, it
+// refuses every request when a key is empty or short (ErrInvalidKey).
 func VerifyRequest(h http.Header, body []byte, now time.Time, tolerance time.Duration, keys ...[]byte) error {
 	sig := h.Get(HeaderSignature)
 	if vs := h.Values(HeaderSignature); len(vs) > 1 {

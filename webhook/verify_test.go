@@ -222,3 +222,80 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// A receiver whose key is empty (WEBHOOK_SECRET unset and ParseSecret's
+// error dropped) or short must refuse every request, even one signed with
+// that very key: anyone can compute an HMAC under the empty key.
+func TestVerifyRefusesEmptyAndShortKeys(t *testing.T) {
+	t.Parallel()
+
+	sent := time.Unix(1700000000, 0)
+	body := []byte(`{"id":"evt_1","type":"order.created","data":{}}`)
+	good := testKey(7)
+	tests := []struct {
+		name string
+		keys [][]byte
+	}{
+		{name: "nil key", keys: [][]byte{nil}},
+		{name: "empty key", keys: [][]byte{{}}},
+		{name: "one byte", keys: [][]byte{{1}}},
+		{name: "23 bytes", keys: [][]byte{testKey(3)[:23]}},
+		{name: "65 bytes", keys: [][]byte{make([]byte, 65)}},
+		{name: "empty key beside a good one", keys: [][]byte{good, {}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Signed with the bad key itself, by hand: what a forger sends.
+			bad := tt.keys[len(tt.keys)-1]
+			h := http.Header{}
+			h.Set(webhook.HeaderID, "evt_1")
+			h.Set(webhook.HeaderTimestamp, strconv.FormatInt(sent.Unix(), 10))
+			h.Set(webhook.HeaderSignature, handSigned(bad, "evt_1", sent.Unix(), string(body)))
+
+			err := webhook.VerifyRequest(h, body, sent, webhook.DefaultTolerance, tt.keys...)
+			if !errors.Is(err, webhook.ErrInvalidKey) {
+				t.Fatalf("VerifyRequest with %s = %v, want an error wrapping ErrInvalidKey", tt.name, err)
+			}
+			// Refused before the request is looked at: a misconfigured
+			// receiver says so on every request, not only on signed ones.
+			if err := webhook.VerifyRequest(http.Header{}, nil, sent, 0, tt.keys...); !errors.Is(err, webhook.ErrInvalidKey) {
+				t.Errorf("VerifyRequest without headers = %v, want ErrInvalidKey first", err)
+			}
+		})
+	}
+	if err := webhook.Verify("evt_1", "1700000000", "v1,x", body, sent, 0); !errors.Is(err, webhook.ErrInvalidKey) || !errors.Is(err, webhook.ErrNoValidSignature) {
+		t.Errorf("Verify with no keys = %v, want ErrInvalidKey and ErrNoValidSignature", err)
+	}
+}
+
+// The README's receiver, run as written before it checked ParseSecret's
+// error: with WEBHOOK_SECRET unset the key is nil, and a request signed with
+// the empty key must not reach the handler.
+func TestUnsetSecretRefusesEmptyKeySignature(t *testing.T) {
+	t.Parallel()
+
+	key, err := webhook.ParseSecret("") // os.Getenv of an unset variable
+	if err == nil || key != nil {
+		t.Fatalf("ParseSecret(\"\") = %x, %v; want nil and an error", key, err)
+	}
+	now := time.Unix(1700000000, 0)
+	body := []byte(`{"forged":true}`)
+	h := http.Header{}
+	h.Set(webhook.HeaderID, "evt_forged")
+	h.Set(webhook.HeaderTimestamp, "1700000000")
+	h.Set(webhook.HeaderSignature, handSigned(nil, "evt_forged", now.Unix(), string(body)))
+	if err := webhook.VerifyRequest(h, body, now, webhook.DefaultTolerance, key); err == nil {
+		t.Fatal("a request signed with the empty key verified against the key of an unset secret")
+	}
+}
+
+func TestCheckKey(t *testing.T) {
+	t.Parallel()
+	for n, ok := range map[int]bool{0: false, 1: false, 23: false, 24: true, 32: true, 64: true, 65: false} {
+		err := webhook.CheckKey(make([]byte, n))
+		if ok != (err == nil) || (!ok && !errors.Is(err, webhook.ErrInvalidKey)) {
+			t.Errorf("CheckKey(%d bytes) = %v, want ok=%v", n, err, ok)
+		}
+	}
+}

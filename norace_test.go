@@ -1,0 +1,6 @@
+//go:build !race
+
+package hookstream_test
+
+// raceEnabled: this test binary was built with -race.
+const raceEnabled = false
