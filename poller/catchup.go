@@ -12,6 +12,14 @@ import (
 	"github.com/hookstream/hookstream/streams"
 )
 
+// loadHealth notes the catch-ups owed in a watch's initial values; one
+// noted before and since sent is simply found to have nothing to send.
+func (p *Poller) loadHealth(es []jetstream.KeyValueEntry) {
+	for _, e := range es {
+		p.onHealth(e)
+	}
+}
+
 // onHealth notes an endpoint whose health carries a catch-up window still to
 // announce (streams.Health.Transition leaves one when an endpoint returns to
 // healthy after losing deliveries or holding a backlog).

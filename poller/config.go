@@ -40,6 +40,9 @@ const (
 	LeaseTTLDefault = 30 * time.Second
 	// MaxEventDataDefault is the largest change data accepted: 1 MiB.
 	MaxEventDataDefault = streams.MaxEventDataDefault
+	// RewatchMaxDefault caps the back-off between attempts to open again a
+	// bucket watch that ended.
+	RewatchMaxDefault = 5 * time.Second
 )
 
 const (
@@ -110,6 +113,10 @@ type Config struct {
 	// streams configuration's MaxEventData. Defaults to MaxEventDataDefault
 	// (1 MiB).
 	MaxEventData int
+	// RewatchMax caps the back-off between attempts to open again a watch
+	// of the sources, source state or endpoint health bucket that ended
+	// (from 100ms, doubling). Defaults to RewatchMaxDefault (5s).
+	RewatchMax time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -153,6 +160,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxEventData == 0 {
 		c.MaxEventData = MaxEventDataDefault
 	}
+	if c.RewatchMax == 0 {
+		c.RewatchMax = RewatchMaxDefault
+	}
 	return c
 }
 
@@ -168,7 +178,7 @@ func (c Config) validate() error {
 	}{
 		{"interval-default", c.IntervalDefault}, {"expected-window-default", c.ExpectedWindowDefault},
 		{"max-backoff", c.MaxBackoff}, {"request-timeout", c.RequestTimeout}, {"tick", c.Tick},
-		{"min-interval", c.MinInterval},
+		{"min-interval", c.MinInterval}, {"rewatch-max", c.RewatchMax},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", d.name, d.v))

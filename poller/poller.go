@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,10 +33,14 @@ type Poller struct {
 	lastEvent  map[string]time.Time     // newest EVENTS message seen per source
 	catchups   map[string]bool          // endpoints whose catch-up is to be sent
 	poke       chan struct{}            // wakes the catch-up worker
+	// watchesDown are the buckets whose watch ended and is not open again
+	// yet: Ready fails while there is one.
+	watchesDown map[string]watchDown
 
 	life       sync.Mutex
 	started    bool
 	stopped    bool
+	running    atomic.Int32       // notStarted, running or stopped, for Ready without life
 	cancel     context.CancelFunc // stops the scheduler, watchers and worker
 	workCancel context.CancelFunc // cancels polls and sends in flight
 	loops      sync.WaitGroup
@@ -43,6 +48,13 @@ type Poller struct {
 
 	hooks testHooks
 }
+
+// Values of Poller.running.
+const (
+	runNotStarted int32 = iota
+	runRunning
+	runStopped
+)
 
 // testHooks let tests stop a poll where a crash would.
 type testHooks struct {
@@ -80,6 +92,8 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 		lastEvent:  map[string]time.Time{},
 		catchups:   map[string]bool{},
 		poke:       make(chan struct{}, 1),
+
+		watchesDown: map[string]watchDown{},
 	}
 	var err error
 	for _, b := range []struct {
@@ -143,24 +157,17 @@ func (p *Poller) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	workCtx, workCancel := context.WithCancel(context.WithoutCancel(ctx))
-	ready := make(chan error, 3)
-	for _, w := range []struct {
-		kv jetstream.KeyValue
-		on func(jetstream.KeyValueEntry)
-	}{
-		{p.sourcesKV, p.onSource}, {p.stateKV, p.onState}, {p.healthKV, p.onHealth},
-	} {
-		watcher, err := w.kv.WatchAll(runCtx)
-		if err != nil {
-			cancel()
-			workCancel()
-			p.loops.Wait()
-			return fmt.Errorf("poller: watch %s: %w", w.kv.Bucket(), err)
-		}
-		p.loops.Add(1)
-		go p.watch(runCtx, watcher, w.on, ready)
+	buckets := []watched{
+		{kv: p.sourcesKV, load: p.loadSources, on: p.onSource},
+		{kv: p.stateKV, load: p.loadStates, on: p.onState},
+		{kv: p.healthKV, load: p.loadHealth, on: p.onHealth},
 	}
-	for range 3 {
+	ready := make(chan error, len(buckets))
+	for _, b := range buckets {
+		p.loops.Add(1)
+		go p.keepWatching(runCtx, b, ready)
+	}
+	for range buckets {
 		select {
 		case err := <-ready:
 			if err != nil {
@@ -180,6 +187,7 @@ func (p *Poller) Start(ctx context.Context) error {
 	go p.schedule(runCtx, workCtx)
 	go p.catchupWorker(runCtx, workCtx)
 	p.started, p.cancel, p.workCancel = true, cancel, workCancel
+	p.running.Store(runRunning)
 	p.log.Info("poller started", "owner", p.owner)
 	return nil
 }
@@ -194,6 +202,7 @@ func (p *Poller) Stop(ctx context.Context) error {
 		return nil
 	}
 	p.stopped = true
+	p.running.Store(runStopped)
 	p.life.Unlock()
 
 	p.cancel()
@@ -215,63 +224,84 @@ func (p *Poller) Stop(ctx context.Context) error {
 	}
 }
 
-// watch feeds one bucket's entries to on, reporting on ready once the
-// initial values are in.
-func (p *Poller) watch(ctx context.Context, w jetstream.KeyWatcher, on func(jetstream.KeyValueEntry), ready chan<- error) {
-	defer p.loops.Done()
-	defer func() { _ = w.Stop() }()
-	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				if initial {
-					ready <- errors.New("watcher closed before its initial values")
-				}
-				return
-			}
-			if e == nil {
-				if initial {
-					initial = false
-					ready <- nil
-				}
-				continue
-			}
-			on(e)
+// loadSources replaces the known sources with a watch's initial values.
+func (p *Poller) loadSources(es []jetstream.KeyValueEntry) {
+	configs := make(map[string]*sourceConfig, len(es))
+	for _, e := range es {
+		if c := p.decodeSource(e); c != nil {
+			configs[e.Key()] = c
 		}
 	}
+	p.mu.Lock()
+	p.configs = configs
+	p.mu.Unlock()
 }
 
 func (p *Poller) onSource(e jetstream.KeyValueEntry) {
+	c := p.decodeSource(e)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
+	if c == nil {
 		delete(p.configs, e.Key())
-		return
-	}
-	c, err := decodeRecord[sourceConfig](e.Value())
-	if err != nil {
-		p.log.Warn("skipping unreadable source", "source", e.Key(), "err", err)
 		return
 	}
 	p.configs[e.Key()] = c
 }
 
-func (p *Poller) onState(e jetstream.KeyValueEntry) {
+// decodeSource is the configuration e holds, nil for a deletion (or an
+// unreadable record, which is logged and treated as no source).
+func (p *Poller) decodeSource(e jetstream.KeyValueEntry) *sourceConfig {
 	if e.Operation() != jetstream.KeyValuePut {
-		p.mu.Lock()
-		delete(p.states, e.Key())
-		p.mu.Unlock()
+		return nil
+	}
+	c, err := decodeRecord[sourceConfig](e.Value())
+	if err != nil {
+		p.log.Warn("skipping unreadable source", "source", e.Key(), "err", err)
+		return nil
+	}
+	return c
+}
+
+// loadStates replaces the cached states with a watch's initial values. A
+// poll's newer state cached meanwhile may be replaced by an older one for a
+// moment: the watch brings the newer one right after.
+func (p *Poller) loadStates(es []jetstream.KeyValueEntry) {
+	states := make(map[string]cachedState, len(es))
+	for _, e := range es {
+		if st := p.decodeState(e); st != nil {
+			states[e.Key()] = cachedState{st: st, rev: e.Revision()}
+		}
+	}
+	p.mu.Lock()
+	p.states = states
+	p.mu.Unlock()
+}
+
+func (p *Poller) onState(e jetstream.KeyValueEntry) {
+	st := p.decodeState(e)
+	if st == nil {
+		if e.Operation() != jetstream.KeyValuePut {
+			p.mu.Lock()
+			delete(p.states, e.Key())
+			p.mu.Unlock()
+		}
 		return
+	}
+	p.cacheState(e.Key(), st, e.Revision())
+}
+
+// decodeState is the state e holds, nil for a deletion or an unreadable
+// record (logged).
+func (p *Poller) decodeState(e jetstream.KeyValueEntry) *sourceState {
+	if e.Operation() != jetstream.KeyValuePut {
+		return nil
 	}
 	st, err := decodeRecord[sourceState](e.Value())
 	if err != nil {
 		p.log.Warn("skipping unreadable source state", "source", e.Key(), "err", err)
-		return
+		return nil
 	}
-	p.cacheState(e.Key(), st, e.Revision())
+	return st
 }
 
 // cacheState keeps the newest state seen: a poll writes its result here
