@@ -20,6 +20,7 @@ const (
 	RetryInitialDefault     = 30 * time.Second
 	RetryMaxIntervalDefault = 4 * time.Hour
 	RetryMaxAgeDefault      = 24 * time.Hour
+	RetryMinDelayDefault    = time.Second
 	JitterDefault           = 0.2
 	FailingAfterDefault     = 5
 	ConcurrencyDefault      = 10
@@ -57,6 +58,10 @@ type Config struct {
 	// RetryMaxAge is a delivery's give-up age, counted from its JetStream
 	// timestamp. Defaults to 24h.
 	RetryMaxAge time.Duration
+	// RetryMinDelay is the shortest retry delay asked of JetStream, whatever
+	// the schedule or a Retry-After says. Defaults to 1s; tests that scale
+	// the schedule to milliseconds lower it.
+	RetryMinDelay time.Duration
 	// Jitter is the ± fraction applied to every retry delay. Defaults to
 	// 0.2; set a negative value for none.
 	Jitter float64
@@ -112,6 +117,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.RetryInitial, RetryInitialDefault)
 	def(&c.RetryMaxInterval, RetryMaxIntervalDefault)
 	def(&c.RetryMaxAge, RetryMaxAgeDefault)
+	def(&c.RetryMinDelay, RetryMinDelayDefault)
 	def(&c.PullWait, PullWaitDefault)
 	def(&c.MemberTTL, MemberTTLDefault)
 	if c.Jitter == 0 {
@@ -155,7 +161,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"delivery-timeout", c.DeliveryTimeout}, {"ack-wait", c.AckWait}, {"retry-initial", c.RetryInitial},
-		{"retry-max-interval", c.RetryMaxInterval}, {"retry-max-age", c.RetryMaxAge}, {"pull-wait", c.PullWait},
+		{"retry-max-interval", c.RetryMaxInterval}, {"retry-max-age", c.RetryMaxAge}, {"retry-min-delay", c.RetryMinDelay}, {"pull-wait", c.PullWait},
 		{"member-ttl", c.MemberTTL},
 	} {
 		if d.v <= 0 {

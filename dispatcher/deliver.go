@@ -3,10 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +15,8 @@ import (
 type Outcome struct {
 	EndpointID string
 	EventID    string
+	// Attempt is the number of this send (sends are counted, not
+	// redeliveries); 0 when the delivery was dead-lettered without one.
 	Attempt    int
 	StatusCode int
 	Err        string
@@ -40,33 +39,43 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 		w.log.Error("delivery without metadata", "err", err)
 		return
 	}
-	var dl streams.Delivery
-	if err := streams.Unmarshal(m.Data(), &dl); err != nil {
-		w.log.Error("undecodable delivery; terminated", "seq", meta.Sequence.Stream, "err", err)
-		_ = m.TermWithReason("undecodable")
+	dl, ok := d.decode(ctx, w, m, meta)
+	if !ok {
 		return
 	}
-	w.taken(meta.Sequence.Stream)
 	cfg := d.cfg
 	now := cfg.Now()
 	deadline := meta.Timestamp.Add(cfg.RetryMaxAge)
-	attempt := int(meta.NumDelivered)
-	log := w.log.With("event", dl.Event.ID, "attempt", attempt, "generation", dl.Generation)
+	log := w.log.With("event", dl.Event.ID, "generation", dl.Generation)
 	v := d.catalog.get(w.id)
-	switch {
-	case v == nil || v.ep == nil || v.ep.Deleted:
-		d.deadLetter(ctx, m, &dl, v, streams.ReasonEndpointDeleted, nil, log)
-		return
-	case v.health != nil && v.health.GoneSeq >= meta.Sequence.Stream:
-		d.deadLetter(ctx, m, &dl, v, streams.ReasonEndpointGone, nil, log)
-		return
-	case now.After(deadline.Add(cfg.AckWait)):
-		// Held past its deadline (the endpoint was failing or disabled, or
-		// no dispatcher ran): no attempt is made after the give-up age.
-		d.deadLetter(ctx, m, &dl, v, streams.ReasonExpired, nil, log)
+	if reason := heldReason(v, meta.Sequence.Stream, deadline, now); reason != "" {
+		// Deleted, gone, or past its deadline (held while failing or
+		// disabled, or no dispatcher ran): no attempt after the deadline.
+		d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: reason}}, log)
+		if cfg.Observer != nil {
+			cfg.Observer(Outcome{EndpointID: w.id, EventID: dl.Event.ID, DeadLetter: reason, Time: now, Deadline: deadline})
+		}
 		return
 	}
-	res := d.sender.send(ctx, v.ep.URL, v.signer, &dl, now)
+	// Attempts count sends: a redelivery after a NAK at shutdown, a held
+	// fetch or an AckWait expiry is not one, so the number comes from the
+	// delivery's state, which every recorded send updates.
+	attempt, st := 1, (*streams.DeliveryState)(nil)
+	if meta.NumDelivered > 1 {
+		st, _, _, err = streams.Get[streams.DeliveryState](ctx, d.deliveryState, streams.DeliveryKey(dl.Event.ID, w.id))
+		if err != nil {
+			log.Warn("delivery state; trying again later", "err", err)
+			_ = m.NakWithDelay(cfg.RetryMinDelay)
+			return
+		}
+		if st != nil && st.Generation == dl.Generation {
+			attempt = st.Attempts + 1
+		} else {
+			st = nil
+		}
+	}
+	log = log.With("attempt", attempt)
+	res := d.sender.send(ctx, v.ep.URL, v.signer, dl, now)
 	if ctx.Err() != nil && !res.ok() {
 		// Shutting down: leave it for redelivery rather than count a
 		// failure the endpoint did not cause.
@@ -86,7 +95,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 			log.Warn("ack", "err", err)
 		}
 		out.Delivered = true
-		d.recordAttempt(ctx, &dl, a, streams.DeliveryDelivered, "", false)
+		d.recordAttempt(ctx, dl, a, streams.DeliveryDelivered, st, false)
 		if dl.DeadLetterID != "" {
 			d.markReplayDelivered(ctx, dl.DeadLetterID)
 		}
@@ -96,27 +105,32 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 	case res.status == http.StatusGone:
 		d.health.markGone(ctx, w.id, now)
 		out.DeadLetter = streams.ReasonEndpointGone
-		d.deadLetter(ctx, m, &dl, v, streams.ReasonEndpointGone, &a, log)
+		d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: streams.ReasonEndpointGone, last: &a, st: st}}, log)
 	default:
 		delay := RetryDelay(cfg.RetryInitial, cfg.RetryMaxInterval, cfg.Jitter, attempt, cfg.Rand())
 		if res.hasRetry {
 			delay = res.retryAfter
 		}
-		delay, retry := schedule(now, deadline, delay)
+		delay, retry := d.schedule(now, deadline, delay)
 		d.health.recordFailure(ctx, w.id, v, now, probe, dl.Event.Type == streams.TypeWebhookCatchup)
-		if !retry {
-			out.DeadLetter = streams.ReasonExpired
-			d.deadLetter(ctx, m, &dl, v, streams.ReasonExpired, &a, log)
+		// Deleted or gone while this attempt was in flight: the sweep of
+		// that moment leaves deliveries in flight to their sender.
+		reason := heldReason(d.catalog.get(w.id), meta.Sequence.Stream, deadline, now)
+		if reason == "" && !retry {
+			reason = streams.ReasonExpired
+		}
+		if reason != "" {
+			out.DeadLetter = reason
+			d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: reason, last: &a, st: st}}, log)
 			break
 		}
 		a.NextAttempt = now.Add(delay).UTC()
-		if err := d.recordAttempt(ctx, &dl, a, streams.DeliveryRetrying, "", true); err != nil {
+		if err := d.recordAttempt(ctx, dl, a, streams.DeliveryRetrying, st, true); err != nil {
 			log.Warn("record attempt", "err", err)
 		}
 		if err := m.NakWithDelay(delay); err != nil {
 			log.Warn("nak", "err", err)
 		}
-		w.notePending(meta.Sequence.Stream, deadline)
 		out.RetryIn = delay
 		log.Info("delivery failed; retrying", "status", res.status, "err", a.Error, "retry_in", delay)
 	}
@@ -125,42 +139,54 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 	}
 }
 
-// handleHeld settles a delivery taken from a held backlog without sending
-// it: dead-lettered when its endpoint was deleted, answered 410 at or after
-// it, or it passed its deadline; otherwise put back until its deadline.
-func (d *Dispatcher) handleHeld(ctx context.Context, w *worker, m jetstream.Msg) {
-	meta, err := m.Metadata()
-	if err != nil {
-		return
-	}
-	var dl streams.Delivery
-	if err := streams.Unmarshal(m.Data(), &dl); err != nil {
-		_ = m.TermWithReason("undecodable")
-		return
-	}
-	w.taken(meta.Sequence.Stream)
-	log := w.log.With("event", dl.Event.ID, "generation", dl.Generation)
-	v := d.catalog.get(w.id)
-	now := d.cfg.Now()
-	deadline := meta.Timestamp.Add(d.cfg.RetryMaxAge)
+// heldReason is why a delivery must be dead-lettered without a send, or ""
+// when it may be sent: its endpoint was deleted, answered 410 at or after
+// it, or its deadline has come.
+func heldReason(v *endpointView, seq uint64, deadline, now time.Time) string {
 	switch {
 	case v == nil || v.ep == nil || v.ep.Deleted:
-		d.deadLetter(ctx, m, &dl, v, streams.ReasonEndpointDeleted, nil, log)
-	case v.health != nil && v.health.GoneSeq >= meta.Sequence.Stream:
-		d.deadLetter(ctx, m, &dl, v, streams.ReasonEndpointGone, nil, log)
+		return streams.ReasonEndpointDeleted
+	case v.health != nil && v.health.GoneSeq >= seq:
+		return streams.ReasonEndpointGone
 	case !now.Before(deadline):
-		d.deadLetter(ctx, m, &dl, v, streams.ReasonExpired, nil, log)
-	default:
-		_ = m.NakWithDelay(deadline.Sub(now))
-		w.notePending(meta.Sequence.Stream, deadline)
+		return streams.ReasonExpired
 	}
+	return ""
+}
+
+// unknownVersionRetry is how long a delivery of an envelope version this
+// build cannot read waits for a dispatcher that can (a rolling upgrade).
+const unknownVersionRetry = time.Minute
+
+// decode reads m's delivery. A version this build does not know is left for
+// a peer that can read it (NAK with delay, a metric, a log line) until its
+// deadline has passed; only then, or for bytes no version can read, is it set
+// aside in a dead-letter record that keeps the raw bytes.
+func (d *Dispatcher) decode(ctx context.Context, w *worker, m jetstream.Msg, meta *jetstream.MsgMetadata) (*streams.Delivery, bool) {
+	var dl streams.Delivery
+	err := streams.Unmarshal(m.Data(), &dl)
+	if err == nil {
+		return &dl, true
+	}
+	deadline := meta.Timestamp.Add(d.cfg.RetryMaxAge)
+	if errors.Is(err, streams.ErrVersion) && d.cfg.Now().Before(deadline.Add(d.cfg.AckWait)) {
+		d.metrics.unreadable("version")
+		w.log.Warn("delivery of an envelope version this build cannot read; left for a newer dispatcher",
+			"seq", meta.Sequence.Stream, "err", err, "retry_in", unknownVersionRetry)
+		_ = m.NakWithDelay(min(unknownVersionRetry, max(d.cfg.RetryMinDelay, deadline.Sub(d.cfg.Now()))))
+		return nil, false
+	}
+	d.metrics.unreadable("corrupt")
+	w.log.Error("undecodable delivery; set aside in the DLQ", "seq", meta.Sequence.Stream, "err", err)
+	d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, raw: m.Data(), reason: streams.ReasonUndecodable}}, w.log)
+	return nil, false
 }
 
 // recordAttempt appends a to the endpoint's attempt log and updates the
-// delivery's state. A failure's state is written synchronously, since the
-// dead-letter record is later built from its history; a success's is not
-// waited for.
-func (d *Dispatcher) recordAttempt(ctx context.Context, dl *streams.Delivery, a streams.Attempt, state, dlqID string, sync bool) error {
+// delivery's state (st, when the caller read it). A failure's state is
+// written synchronously, since the next attempt's number and the
+// dead-letter record are built from it; a success's is not waited for.
+func (d *Dispatcher) recordAttempt(ctx context.Context, dl *streams.Delivery, a streams.Attempt, state string, st *streams.DeliveryState, sync bool) error {
 	ab, err := streams.Marshal(&a)
 	if err == nil {
 		_, err = d.js.PublishAsync(streams.AttemptSubject(a.EndpointID), ab)
@@ -168,19 +194,12 @@ func (d *Dispatcher) recordAttempt(ctx context.Context, dl *streams.Delivery, a 
 	if err != nil {
 		d.log.Warn("attempt log", "endpoint", a.EndpointID, "event", a.EventID, "err", err)
 	}
-	key := streams.DeliveryKey(dl.Event.ID, dl.EndpointID)
-	var st *streams.DeliveryState
-	if sync {
-		// A failure extends the history the dead-letter record may need.
-		st, _, _, err = streams.Get[streams.DeliveryState](ctx, d.deliveryState, key)
-	}
-	if err != nil || st == nil || st.Generation != dl.Generation {
+	if st == nil {
 		st = &streams.DeliveryState{EventID: dl.Event.ID, EndpointID: dl.EndpointID, Generation: dl.Generation}
 	}
 	st.AddAttempt(a)
-	// On the success path nothing was read: the count is the attempt number.
 	st.Attempts = max(st.Attempts, a.Attempt)
-	st.State, st.DeadLetterID, st.UpdatedAt = state, dlqID, d.cfg.Now().UTC()
+	st.State, st.DeadLetterID, st.UpdatedAt = state, "", d.cfg.Now().UTC()
 	if state != streams.DeliveryRetrying {
 		st.NextAttempt = time.Time{}
 	}
@@ -188,93 +207,13 @@ func (d *Dispatcher) recordAttempt(ctx context.Context, dl *streams.Delivery, a 
 	if err != nil {
 		return err
 	}
+	key := streams.DeliveryKey(dl.Event.ID, dl.EndpointID)
 	if sync {
 		_, err = d.deliveryState.Put(ctx, key, b)
 		return err
 	}
-	_, err = d.js.PublishAsync("$KV."+streams.BucketDeliveryState+"."+key, b)
+	_, err = d.js.PublishAsync(kvSubject(streams.BucketDeliveryState, key), b)
 	return err
-}
-
-// deadLetter writes the delivery's dead-letter record, acknowledged by
-// JetStream, and only then terminates the delivery. If the record cannot be
-// written the delivery is put back to be tried again: no delivery is ever
-// dropped silently.
-func (d *Dispatcher) deadLetter(ctx context.Context, m jetstream.Msg, dl *streams.Delivery, v *endpointView, reason string, last *streams.Attempt, log *slog.Logger) {
-	if err := d.writeDeadLetter(ctx, dl, v, reason, last); err != nil {
-		log.Error("dead-letter write failed; delivery kept", "reason", reason, "err", err)
-		_ = m.NakWithDelay(time.Second)
-		return
-	}
-	if err := m.TermWithReason(reason); err != nil {
-		log.Warn("terminate", "err", err)
-	}
-	log.Warn("dead-lettered", "reason", reason)
-}
-
-func (d *Dispatcher) writeDeadLetter(ctx context.Context, dl *streams.Delivery, v *endpointView, reason string, last *streams.Attempt) error {
-	id := streams.DeadLetterID(dl.MsgID())
-	// Written already (a crash before the terminate, or a retry waiting at
-	// a 410 that was dead-lettered ahead of its return): once is enough,
-	// even past the stream's duplicate window.
-	if _, err := d.dlqState.Get(ctx, id); err == nil {
-		return nil
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("dead letter state: %w", err)
-	}
-	now := d.cfg.Now().UTC()
-	key := streams.DeliveryKey(dl.Event.ID, dl.EndpointID)
-	st, _, _, err := streams.Get[streams.DeliveryState](ctx, d.deliveryState, key)
-	if err != nil {
-		return err
-	}
-	if st == nil || st.Generation != dl.Generation {
-		st = &streams.DeliveryState{EventID: dl.Event.ID, EndpointID: dl.EndpointID, Generation: dl.Generation}
-	}
-	if last != nil {
-		st.AddAttempt(*last)
-	}
-	rec := streams.DeadLetter{
-		ID: id, Event: dl.Event, EndpointID: dl.EndpointID,
-		Generation: dl.Generation, Reason: reason, Attempts: st.History, AttemptCount: st.Attempts,
-		LastAttempt: st.LastAttempt, DeadAt: now,
-	}
-	if len(st.History) > 0 {
-		rec.FirstAttempt = st.History[0].Time
-	}
-	if v != nil && v.ep != nil {
-		rec.URL = redactURL(v.ep.URL)
-	}
-	b, err := streams.Marshal(&rec)
-	if err != nil {
-		return err
-	}
-	ack, err := d.js.Publish(ctx, streams.DLQSubject(dl.EndpointID), b,
-		jetstream.WithMsgID(rec.ID), jetstream.WithExpectStream(streams.StreamDLQ))
-	if err != nil {
-		return fmt.Errorf("publish dead letter: %w", err)
-	}
-	state := streams.DLQState{
-		ID: rec.ID, State: streams.DLQStateDead, Seq: ack.Sequence, EndpointID: dl.EndpointID,
-		EventID: dl.Event.ID, EventType: dl.Event.Type, Reason: reason, DeadAt: now, UpdatedAt: now,
-	}
-	sb, err := streams.Marshal(&state)
-	if err != nil {
-		return err
-	}
-	if _, err := d.dlqState.Create(ctx, rec.ID, sb); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("dead letter state: %w", err)
-	}
-	st.State, st.DeadLetterID, st.NextAttempt, st.UpdatedAt = streams.DeliveryDead, rec.ID, time.Time{}, now
-	if _, err := streams.Put(ctx, d.deliveryState, key, st); err != nil {
-		d.log.Warn("delivery state", "err", err)
-	}
-	if dl.Event.Type != streams.TypeWebhookCatchup && !ack.Duplicate {
-		// A catch-up that itself fails never triggers another.
-		d.health.addLost(ctx, dl.EndpointID)
-	}
-	d.metrics.deadLettered(reason)
-	return nil
 }
 
 // markReplayDelivered sets a replayed record's state to delivered.
@@ -291,48 +230,12 @@ func (d *Dispatcher) markReplayDelivered(ctx context.Context, id string) {
 	}
 }
 
-// deadLetterUnacked writes records (for reason) for an endpoint's
-// deliveries that wait for a retry (between the consumer's ack floor and
-// last) and were neither delivered nor dead-lettered yet.
-func (d *Dispatcher) deadLetterUnacked(ctx context.Context, id string, floor, last uint64, reason string) error {
-	subj := streams.DeliverySubject(id)
-	for seq := floor + 1; seq <= last; {
-		raw, err := d.deliveries.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if raw.Sequence > last {
-			return nil
-		}
-		seq = raw.Sequence + 1
-		var dl streams.Delivery
-		if err := streams.Unmarshal(raw.Data, &dl); err != nil {
-			continue
-		}
-		st, _, _, err := streams.Get[streams.DeliveryState](ctx, d.deliveryState, streams.DeliveryKey(dl.Event.ID, id))
-		if err != nil {
-			return err
-		}
-		if st != nil && st.Generation == dl.Generation && (st.State == streams.DeliveryDelivered || st.State == streams.DeliveryDead) {
-			continue
-		}
-		if err := d.writeDeadLetter(ctx, &dl, d.catalog.get(id), reason, nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// removeEndpoint deletes a drained, deleted endpoint's consumer, its
-// deliveries and its keys.
+// removeEndpoint deletes a drained, deleted endpoint's consumer and its
+// keys. Its subject is not purged: a delivery that a process which had not
+// seen the deletion published since is dead-lettered by the janitor, which
+// takes every delivery whose endpoint key is gone.
 func (d *Dispatcher) removeEndpoint(ctx context.Context, id string) error {
 	if err := d.js.DeleteConsumer(ctx, streams.StreamDeliveries, streams.DeliveryConsumer(id)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return err
-	}
-	if err := d.deliveries.Purge(ctx, jetstream.WithPurgeSubject(streams.DeliverySubject(id))); err != nil {
 		return err
 	}
 	if err := d.healthKV.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -343,14 +246,4 @@ func (d *Dispatcher) removeEndpoint(ctx context.Context, id string) error {
 	}
 	d.log.Info("deleted endpoint removed", "endpoint", id)
 	return nil
-}
-
-// redactURL hides a password in an endpoint URL: dead-letter records are
-// shown to operators and any subscriber of dlq.>, and credentials are not.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

@@ -118,7 +118,7 @@ func (s *healthStore) markGone(ctx context.Context, id string, now time.Time) {
 	last := info.State.LastSeq
 	s.update(ctx, id, func(h *streams.Health) error {
 		if last > h.GoneSeq {
-			h.GoneSeq = last
+			h.GoneSeq, h.GoneAt = last, now.UTC()
 		}
 		h.Transition(streams.StatusDisabled, "endpoint answered 410 Gone", now.UTC())
 		return nil
@@ -137,8 +137,8 @@ func (s *healthStore) markHeld(ctx context.Context, id string) {
 	})
 }
 
-// addLost counts a delivery dead-lettered during a gap.
-func (s *healthStore) addLost(ctx context.Context, id string) {
+// addLost counts n deliveries dead-lettered during a gap.
+func (s *healthStore) addLost(ctx context.Context, id string, n int) {
 	if v := s.catalog.get(id); v != nil && v.health != nil && v.health.UnhealthySince.IsZero() && v.health.Status == streams.StatusHealthy {
 		return
 	}
@@ -146,7 +146,7 @@ func (s *healthStore) addLost(ctx context.Context, id string) {
 		if h.UnhealthySince.IsZero() {
 			return streams.ErrNoChange
 		}
-		h.Lost++
+		h.Lost += uint64(n)
 		return nil
 	})
 }

@@ -45,6 +45,7 @@ func fastConfig() dispatcher.Config {
 		RetryInitial:     20 * time.Millisecond,
 		RetryMaxInterval: 200 * time.Millisecond,
 		RetryMaxAge:      10 * time.Second,
+		RetryMinDelay:    5 * time.Millisecond,
 		Jitter:           -1,
 		FailingAfter:     5,
 		PullWait:         500 * time.Millisecond,

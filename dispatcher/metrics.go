@@ -13,6 +13,7 @@ type metrics struct {
 	latency     prometheus.Histogram
 	deadLetters *prometheus.CounterVec
 	fanout      prometheus.Counter
+	unreadables *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,8 +34,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fanout: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookstream_deliveries_created_total", Help: "Delivery messages made by fan-out.",
 		}),
+		unreadables: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookstream_unreadable_deliveries_total",
+			Help: "Deliveries this build could not read: version (left for a newer dispatcher) or corrupt (set aside in the DLQ).",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.attempts, m.latency, m.deadLetters, m.fanout)
+	for _, k := range []string{"version", "corrupt"} {
+		m.unreadables.WithLabelValues(k)
+	}
+	reg.MustRegister(m.attempts, m.latency, m.deadLetters, m.fanout, m.unreadables)
 	return m
 }
 
@@ -62,4 +70,11 @@ func (m *metrics) fannedOut(n int) {
 		return
 	}
 	m.fanout.Add(float64(n))
+}
+
+func (m *metrics) unreadable(kind string) {
+	if m == nil {
+		return
+	}
+	m.unreadables.WithLabelValues(kind).Inc()
 }

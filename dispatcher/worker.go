@@ -31,11 +31,8 @@ type worker struct {
 	inflight int
 	freed    chan struct{} // signalled when a send ends
 	limiter  *rate.Limiter
-	// pending maps the stream sequence of each delivery this process NAKed
-	// to its deadline, so that while the endpoint is held the sweep can take
-	// back (and dead-letter) those whose deadline came.
-	pending map[uint64]time.Time
-	// goneDone is the 410 mark whose waiting retries were dead-lettered.
+	// goneDone is the 410 mark whose waiting retries this process swept
+	// (a cache: another process sweeps the same mark harmlessly).
 	goneDone uint64
 
 	sends sync.WaitGroup
@@ -46,7 +43,6 @@ func newWorker(d *Dispatcher, id string) *worker {
 	return &worker{
 		d: d, id: id, log: d.log.With("endpoint", id),
 		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), done: make(chan struct{}),
-		pending: map[uint64]time.Time{},
 	}
 }
 
@@ -78,7 +74,7 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 			w.consumer = c
 		}
 		if v.ep.Deleted {
-			if w.drainDeleted(ctx, sendCtx) {
+			if w.drainDeleted(ctx, sendCtx, v) {
 				return
 			}
 			continue
@@ -234,7 +230,7 @@ func (w *worker) failing(ctx, sendCtx context.Context, v *endpointView) {
 // (or lies below a 410's mark), and waits for the next deadline, probe or
 // change.
 func (w *worker) hold(ctx, sendCtx context.Context, v *endpointView, nextProbe time.Time) {
-	next := w.sweep(ctx, sendCtx, v)
+	next := w.sweep(ctx, sendCtx)
 	if !nextProbe.IsZero() && (next.IsZero() || nextProbe.Before(next)) {
 		next = nextProbe
 	}
@@ -245,164 +241,6 @@ func (w *worker) hold(ctx, sendCtx context.Context, v *endpointView, nextProbe t
 		wait = min(wait, next.Sub(w.d.cfg.Now()))
 	}
 	w.sleep(ctx, wait)
-}
-
-// sweep dead-letters the held deliveries that passed their deadline, in
-// deadline order, and returns the next deadline it knows of. It reads the
-// head of the backlog without taking it, so a held backlog costs no pending
-// slots and no timers.
-func (w *worker) sweep(ctx, sendCtx context.Context, v *endpointView) time.Time {
-	cfg := w.d.cfg
-	var next time.Time
-	for range 10000 {
-		if ctx.Err() != nil {
-			return next
-		}
-		ci, err := w.consumer.Info(ctx)
-		if err != nil {
-			w.log.Warn("consumer info", "err", err)
-			return cfg.Now().Add(time.Second)
-		}
-		if v.status() == streams.StatusDisabled && !v.health.Held && ci.NumPending+uint64(ci.NumAckPending) > 0 {
-			w.d.health.markHeld(ctx, w.id)
-		}
-		if v.health != nil && v.health.GoneSeq > w.goneDone {
-			// Retries waiting at the 410 may be hours away: dead-letter
-			// them now, from the stream; when they come back they find
-			// their record written and are only terminated.
-			upto := min(v.health.GoneSeq, ci.Delivered.Stream)
-			if err := w.d.deadLetterUnacked(ctx, w.id, ci.AckFloor.Stream, upto, streams.ReasonEndpointGone); err != nil {
-				w.log.Warn("dead-letter retries at 410", "err", err)
-				return cfg.Now().Add(time.Second)
-			}
-			w.goneDone = v.health.GoneSeq
-		}
-		now := cfg.Now()
-		due, pd := w.duePending(now)
-		takePending := due > 0 && ci.NumAckPending > 0
-		next = pd
-		takeHead := false
-		if ci.NumPending > 0 {
-			raw, err := w.d.deliveries.GetMsg(ctx, ci.Delivered.Stream+1, jetstream.WithGetMsgSubject(streams.DeliverySubject(w.id)))
-			if err == nil {
-				deadline := raw.Time.Add(cfg.RetryMaxAge)
-				gone := v.health != nil && v.health.GoneSeq >= raw.Sequence
-				if gone || !now.Before(deadline) {
-					takeHead = true
-				} else if next.IsZero() || deadline.Before(next) {
-					next = deadline
-				}
-			}
-		}
-		if !takeHead && !takePending {
-			return next
-		}
-		batch, err := w.consumer.FetchNoWait(max(1, min(due, 100)))
-		if err != nil {
-			return cfg.Now().Add(time.Second)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			w.d.handleHeld(sendCtx, w, m)
-		}
-		if n == 0 {
-			if takePending {
-				// Taken by another dispatcher, or acked: forget them.
-				w.forgetDue(now)
-			}
-			if !takeHead {
-				return next
-			}
-		}
-	}
-	return next
-}
-
-// notePending remembers a delivery this process NAKed, with its deadline.
-func (w *worker) notePending(seq uint64, deadline time.Time) {
-	w.mu.Lock()
-	w.pending[seq] = deadline
-	w.mu.Unlock()
-}
-
-// taken forgets a delivery that came back.
-func (w *worker) taken(seq uint64) {
-	w.mu.Lock()
-	delete(w.pending, seq)
-	w.mu.Unlock()
-}
-
-// duePending counts the remembered deliveries whose deadline has come, and
-// returns the earliest deadline still to come.
-func (w *worker) duePending(now time.Time) (int, time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	due := 0
-	var next time.Time
-	for _, d := range w.pending {
-		if !now.Before(d) {
-			due++
-		} else if next.IsZero() || d.Before(next) {
-			next = d
-		}
-	}
-	return due, next
-}
-
-func (w *worker) forgetDue(now time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for seq, d := range w.pending {
-		if !now.Before(d) {
-			delete(w.pending, seq)
-		}
-	}
-}
-
-// drainDeleted dead-letters every delivery of a deleted endpoint
-// (endpoint_deleted): the unread backlog, then those waiting for a retry,
-// read straight from the stream since their retry may be hours away. Then
-// it removes the consumer and the endpoint's keys. It reports whether the
-// endpoint is gone for good.
-func (w *worker) drainDeleted(ctx, sendCtx context.Context) bool {
-	for ctx.Err() == nil {
-		batch, err := w.consumer.FetchNoWait(100)
-		if err != nil {
-			w.sleep(ctx, time.Second)
-			return false
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			w.d.handleHeld(sendCtx, w, m)
-		}
-		if n > 0 {
-			continue
-		}
-		ci, err := w.consumer.Info(ctx)
-		if err != nil {
-			w.sleep(ctx, time.Second)
-			return false
-		}
-		if ci.NumPending > 0 {
-			continue
-		}
-		w.mu.Lock()
-		busy := w.inflight > 0
-		w.mu.Unlock()
-		if busy {
-			w.sleep(ctx, 50*time.Millisecond)
-			continue
-		}
-		if err := w.d.deadLetterUnacked(ctx, w.id, ci.AckFloor.Stream, ci.Delivered.Stream, streams.ReasonEndpointDeleted); err != nil {
-			w.log.Warn("dead-letter deleted endpoint's retries", "err", err)
-			w.sleep(ctx, time.Second)
-			return false
-		}
-		return w.d.removeEndpoint(ctx, w.id) == nil
-	}
-	return false
 }
 
 // deliveryConsumerConfig is an endpoint's durable consumer on DELIVERIES.

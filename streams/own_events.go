@@ -10,7 +10,10 @@ const (
 	TypeEndpointStatusChanged   = "endpoint.status_changed"
 	TypeConnectionStatusChanged = "connection.status_changed"
 	TypeWebhookCatchup          = "webhook.catchup"
-	OwnSource                   = "hookstream"
+	// TypeUndecodable is the type of the event in a dead-letter record that
+	// sets aside bytes no version of hookstream could read.
+	TypeUndecodable = "hookstream.undecodable"
+	OwnSource       = "hookstream"
 	// MaxCatchupEventIDs is how many event ids a webhook.catchup names; the
 	// rest are only counted in `missed`.
 	MaxCatchupEventIDs = 100

@@ -47,6 +47,10 @@ const (
 	ReasonExpired         = "expired"
 	ReasonEndpointGone    = "endpoint_gone"
 	ReasonEndpointDeleted = "endpoint_deleted"
+	// ReasonUndecodable sets aside a delivery whose bytes no version of
+	// hookstream can read (or that no dispatcher read before its deadline):
+	// the record keeps the raw bytes so an operator can see them.
+	ReasonUndecodable = "undecodable"
 )
 
 // Dead-letter states.
@@ -267,6 +271,9 @@ type Health struct {
 	// GoneSeq: after a 410 every delivery up to this DELIVERIES sequence is
 	// dead-lettered as endpoint_gone.
 	GoneSeq uint64 `msgpack:"gone_seq"`
+	// GoneAt is when the 410 was answered: retries waiting at that moment
+	// are read from the stream once every send in flight then has ended.
+	GoneAt time.Time `msgpack:"gone_at"`
 	// UnhealthySince is when the current gap began (zero while healthy);
 	// Lost counts deliveries dead-lettered during it and Held whether a
 	// backlog was held.

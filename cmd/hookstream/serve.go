@@ -57,7 +57,7 @@ type serverFlags struct {
 	replicas, maxEventData                                  int
 	dedupWindow, eventsMaxAge, dlqMaxAge                    time.Duration
 	deliveryTimeout, ackWait, retryInitial                  time.Duration
-	retryMaxInterval, retryMaxAge                           time.Duration
+	retryMaxInterval, retryMaxAge, retryMinDelay            time.Duration
 	failingAfter, concurrency                               int
 	secretOverlap, shutdownTimeout, pollTick                time.Duration
 }
@@ -85,6 +85,7 @@ func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
 	fs.DurationVar(&f.deliveryTimeout, "delivery-timeout", dispatcher.DeliveryTimeoutDefault, "timeout of one webhook request")
 	fs.DurationVar(&f.ackWait, "ack-wait", dispatcher.AckWaitDefault, "time after which a delivery in flight in a crashed process is sent again (above --delivery-timeout)")
 	fs.DurationVar(&f.retryInitial, "retry-initial", dispatcher.RetryInitialDefault, "first retry delay (doubling, ±20% jitter)")
+	fs.DurationVar(&f.retryMinDelay, "retry-min-delay", dispatcher.RetryMinDelayDefault, "shortest retry delay, whatever a Retry-After says (tests scale it down)")
 	fs.DurationVar(&f.retryMaxInterval, "retry-max-interval", dispatcher.RetryMaxIntervalDefault, "largest retry delay and probe spacing")
 	fs.IntVar(&f.failingAfter, "failing-after", dispatcher.FailingAfterDefault, "consecutive failures that make an endpoint failing")
 	fs.IntVar(&f.concurrency, "concurrency", dispatcher.ConcurrencyDefault, "deliveries in flight per endpoint that sets none (across dispatchers)")
@@ -144,7 +145,7 @@ func (f *serverFlags) streamsConfig() streams.Config {
 func (f *serverFlags) dispatcherConfig(js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) dispatcher.Config {
 	return dispatcher.Config{
 		JS: js, DeliveryTimeout: f.deliveryTimeout, AckWait: f.ackWait, RetryInitial: f.retryInitial,
-		RetryMaxInterval: f.retryMaxInterval, RetryMaxAge: f.retryMaxAge, FailingAfter: f.failingAfter,
+		RetryMaxInterval: f.retryMaxInterval, RetryMaxAge: f.retryMaxAge, RetryMinDelay: f.retryMinDelay, FailingAfter: f.failingAfter,
 		Concurrency: f.concurrency, AllowPrivate: f.allowPrivate, UserAgent: "hookstream/" + version,
 		Logger: log, Metrics: reg,
 	}
