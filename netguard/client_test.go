@@ -3,8 +3,10 @@ package netguard_test
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,5 +178,49 @@ func TestNewClient(t *testing.T) {
 	}
 	if c.CheckRedirect == nil || !errors.Is(c.CheckRedirect(nil, nil), http.ErrUseLastResponse) {
 		t.Error("CheckRedirect does not return http.ErrUseLastResponse")
+	}
+}
+
+// CheckURL and the dial agree on what a host is: every spelling of the
+// loopback address a test server listens on reaches it when private
+// addresses are allowed (so net/http and the Dialer map it to 127.0.0.1),
+// and is refused by CheckURL, as at creation, and by the dial when they are
+// not. Before, the full-width and the bare-0x spellings passed CheckURL and
+// then failed every dial.
+func TestCheckURLAgreesWithDial(t *testing.T) {
+	t.Parallel()
+
+	srv, hits := newServer(t)
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := newClient(t, &netguard.Dialer{AllowPrivate: true})
+	guarded := newClient(t, &netguard.Dialer{})
+	for _, host := range []string{"127.0.0.1", "１２７.０.０.１", "１２７。０。０。１", "127.1", "0x7f.0x.0x.1", "0x7f000001", "2130706433", "0177.0.0.1", "０ｘ７ｆ.１"} {
+		u := "http://" + net.JoinHostPort(host, port) + "/hook"
+		if err := netguard.CheckURL(u, true); err != nil {
+			t.Errorf("CheckURL(%s, allowPrivate) = %v, want nil", u, err)
+		}
+		before := hits["/hook"].Load()
+		resp, err := allowed.Post(u, "application/json", nil)
+		if err != nil {
+			t.Errorf("POST %s with private addresses allowed: %v", u, err)
+		} else {
+			resp.Body.Close()
+			if hits["/hook"].Load() != before+1 {
+				t.Errorf("POST %s did not reach the server on 127.0.0.1", u)
+			}
+		}
+
+		if err := netguard.CheckURL(u, false); !errors.Is(err, netguard.ErrForbidden) || !strings.Contains(err.Error(), "loopback address 127.0.0.1") {
+			t.Errorf("CheckURL(%s) = %v, want the loopback refusal", u, err)
+		}
+		if resp, err := guarded.Post(u, "application/json", nil); !errors.Is(err, netguard.ErrForbidden) {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			t.Errorf("POST %s without private addresses: %v, want ErrForbidden at dial", u, err)
+		}
 	}
 }

@@ -130,14 +130,21 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	return nil, firstErr
 }
 
-// resolve returns host's addresses: the host itself when it is an IP literal
-// (no lookup to race with), the resolver's answer otherwise. Names refused by
-// CheckHost ("localhost") are refused before any lookup.
+// resolve returns host's addresses: the address itself when the host is an
+// IP literal in any spelling HostAddr reads (no lookup to race with, and the
+// same address CheckURL judged when the endpoint was created: "0x7f.1" is
+// 127.0.0.1 here too, never a name sent to DNS), the resolver's answer
+// otherwise. Names refused by CheckHost ("localhost") are refused before any
+// lookup.
 func (d *Dialer) resolve(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	if ip, err := netip.ParseAddr(host); err == nil {
+	if ip, ok := HostAddr(host); ok {
 		if !d.AllowPrivate {
 			if class := Classify(ip); class != "" {
-				return nil, fmt.Errorf("%w: %s address %s", ErrForbidden, class, ip)
+				written := ""
+				if ip.String() != host {
+					written = " (written " + host + ")"
+				}
+				return nil, fmt.Errorf("%w: %s address %s%s", ErrForbidden, class, ip, written)
 			}
 		}
 		return []netip.Addr{ip}, nil

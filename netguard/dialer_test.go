@@ -185,6 +185,19 @@ func TestDialer(t *testing.T) {
 			wantDialed: []string{"8.8.8.8:443"},
 		},
 		{
+			// The address CheckURL judged at creation, not a name for DNS.
+			name: "inet_aton literal is dialled as its address", addr: "0x08.0x08.0x08.0x08:443",
+			wantDialed: []string{"8.8.8.8:443"},
+		},
+		{
+			name: "inet_aton loopback needs no lookup", addr: "0x7f.0x.0x.1:80",
+			wantErr: ErrForbidden, wantMsg: "loopback address 127.0.0.1 (written 0x7f.0x.0x.1)",
+		},
+		{
+			name: "allowPrivate dials inet_aton loopback", addr: "127.1:8080", allowPrivate: true,
+			wantDialed: []string{"127.0.0.1:8080"},
+		},
+		{
 			name: "localhost refused by name", addr: "localhost:8080",
 			wantErr: ErrForbidden, wantMsg: "loopback name localhost",
 		},
