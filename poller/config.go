@@ -25,7 +25,7 @@ const (
 	// auth_required source.
 	MaxBackoffDefault = 30 * time.Minute
 	// UnreachableAfterDefault is how many polls in a row must fail to reach
-	// a source before it is unreachable.
+	// a source, or to read its page, before it is unreachable.
 	UnreachableAfterDefault = 3
 	// MaxPagesPerPollDefault bounds how many has_more pages one poll follows.
 	MaxPagesPerPollDefault = 100
@@ -80,8 +80,9 @@ type Config struct {
 	// acks). Defaults to RequestTimeoutDefault (30 seconds).
 	RequestTimeout time.Duration
 	// UnreachableAfter is how many polls in a row must fail to reach a
-	// source (connection error, timeout, 5xx) before it is unreachable.
-	// Defaults to UnreachableAfterDefault (3).
+	// source or read its page (connection error, timeout, 5xx, a page that
+	// is not one) before it is unreachable. Defaults to
+	// UnreachableAfterDefault (3).
 	UnreachableAfter int
 	// MaxPagesPerPoll bounds the has_more pages one poll follows; a source
 	// with more is polled again at the next tick. Defaults to

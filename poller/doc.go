@@ -3,7 +3,9 @@
 // /v1/sources), polls each feed on its interval, turns every change into an
 // event with id "<source id>:<change id>" (the id the source's own producer
 // uses, so a change published both ways is stored once), advances a source's
-// cursor only once JetStream acknowledged the page, detects gaps (a source
+// cursor only once JetStream acknowledged the page (an invalid change is
+// skipped and recorded on the source, never allowed to stall its feed),
+// detects gaps (a source
 // that has sent nothing within its expected window is polled at once),
 // derives each source's connection status and announces its changes
 // (connection.status_changed). It also watches endpoint health and sends the

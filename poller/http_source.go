@@ -24,8 +24,10 @@ const MaxFeedBody = 10 << 20
 // {"changes":[{"id","type","time","data"}],"next_cursor":…,"has_more":bool}.
 //
 // Every change is validated (id present, type per streams.ValidateType, data a
-// JSON object, time RFC 3339 or absent, meaning the time of the poll) and a
-// page with one invalid change is refused whole (ErrBadFeed). 401 and 403 are
+// JSON object, time RFC 3339 or absent, meaning the time of the poll); an
+// invalid one is returned with Err set (and its ID when readable), for the
+// poller to skip and record, while a page that is not the page's shape is
+// refused whole (ErrBadFeed). 401 and 403 are
 // ErrAuth; connection errors, timeouts, 408, 429 and 5xx are ErrUnreachable;
 // any other non-2xx answer, or a body over MaxFeedBody, is ErrBadFeed. Error
 // messages never repeat the URL or the headers, which may carry credentials.
@@ -145,8 +147,9 @@ type wireChange struct {
 }
 
 // decodePage parses and validates one feed page. Every error wraps
-// ErrBadFeed and names the field; a page is accepted only if every change in
-// it is valid. now is the time of changes that carry none.
+// ErrBadFeed and names the field; a change that is not valid does not fail
+// the page: it comes back with Err naming the field. now is the time of
+// changes that carry none.
 func decodePage(body []byte, now time.Time) (Page, error) {
 	var w wirePage
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -175,16 +178,18 @@ func decodePage(body []byte, now time.Time) (Page, error) {
 		}
 	}
 	page.Changes = make([]Change, 0, len(raw))
-	for i, r := range raw {
+	for _, r := range raw {
 		c, err := decodeChange(r, now)
 		if err != nil {
-			return Page{}, fmt.Errorf("%w: changes[%d]%s", ErrBadFeed, i, err)
+			c = Change{ID: c.ID, Err: err}
 		}
 		page.Changes = append(page.Changes, c)
 	}
 	return page, nil
 }
 
+// decodeChange reads one change. On error the change returned keeps its id,
+// if that much could be read, and the error names the field.
 func decodeChange(r json.RawMessage, now time.Time) (Change, error) {
 	var w wireChange
 	if r = bytes.TrimSpace(r); len(r) == 0 || r[0] != '{' {
@@ -198,56 +203,55 @@ func decodeChange(r json.RawMessage, now time.Time) (Change, error) {
 	if err != nil {
 		return Change{}, fieldErr{"id", err.Error()}
 	}
+	c.ID = id
 	if id == "" {
-		return Change{}, fieldErr{"id", "required"}
+		return c, fieldErr{"id", "required"}
 	}
 	if err := streams.ValidateID(id); err != nil {
-		return Change{}, fieldErr{"", "." + trimInvalid(err)}
+		return c, fieldErr{"", trimInvalid(err)}
 	}
-	c.ID = id
+	bad := func(field, msg string) (Change, error) { return Change{ID: id}, fieldErr{field, msg} }
 	if isNull(w.Type) {
-		return Change{}, fieldErr{"type", "required"}
+		return bad("type", "required")
 	}
 	if err := json.Unmarshal(w.Type, &c.Type); err != nil {
-		return Change{}, fieldErr{"type", "must be a string"}
+		return bad("type", "must be a string")
 	}
 	if err := streams.ValidateType(c.Type); err != nil {
-		return Change{}, fieldErr{"", "." + trimInvalid(err)}
+		return bad("", trimInvalid(err))
 	}
 	c.Time = now.UTC()
 	if !isNull(w.Time) {
 		var s string
 		if err := json.Unmarshal(w.Time, &s); err != nil {
-			return Change{}, fieldErr{"time", "must be an RFC 3339 string"}
+			return bad("time", "must be an RFC 3339 string")
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return Change{}, fieldErr{"time", fmt.Sprintf("%q is not RFC 3339", s)}
+			return bad("time", fmt.Sprintf("%q is not RFC 3339", s))
 		}
 		c.Time = t.UTC()
 	}
 	if isNull(w.Data) {
-		return Change{}, fieldErr{"data", "required"}
+		return bad("data", "required")
 	}
 	if err := streams.ValidateData(w.Data, MaxFeedBody); err != nil {
-		return Change{}, fieldErr{"", "." + trimInvalid(err)}
+		return bad("", trimInvalid(err))
 	}
 	c.Data = bytes.TrimSpace(w.Data)
 	return c, nil
 }
 
-// fieldErr is what is wrong with one change, printed after "changes[i]":
-// ".id: required", or ": must be a JSON object" for the change itself.
+// fieldErr is what is wrong with one change: "id: required", or "must be a
+// JSON object" for the change itself. msg alone is used when field is "" (it
+// may name a field itself, as streams' validation errors do).
 type fieldErr struct{ field, msg string }
 
 func (e fieldErr) Error() string {
-	switch {
-	case e.field != "":
-		return "." + e.field + ": " + e.msg
-	case strings.HasPrefix(e.msg, "."):
-		return e.msg
+	if e.field != "" {
+		return e.field + ": " + e.msg
 	}
-	return ": " + e.msg
+	return e.msg
 }
 
 // scalarString reads a JSON string, or a number as its literal text (feeds

@@ -177,19 +177,6 @@ func TestDecodePage(t *testing.T) {
 		{"ChangesNotArray", `{"changes":{}}`, "changes: must be an array"},
 		{"CursorObject", `{"changes":[],"next_cursor":{}}`, "next_cursor: must be a string"},
 		{"HasMoreString", `{"changes":[],"has_more":"yes"}`, "has_more: must be a boolean"},
-		{"ChangeNotObject", `{"changes":[{"id":"a","type":"a","data":{}},"x"]}`, "changes[1]: must be a JSON object"},
-		{"NoID", `{"changes":[{"type":"a","data":{}}]}`, "changes[0].id: required"},
-		{"EmptyID", `{"changes":[{"id":"","type":"a","data":{}}]}`, "changes[0].id: required"},
-		{"IDWithSpace", `{"changes":[{"id":"a b","type":"a","data":{}}]}`, "changes[0].id: must not contain spaces"},
-		{"IDBool", `{"changes":[{"id":true,"type":"a","data":{}}]}`, "changes[0].id: must be a string"},
-		{"NoType", `{"changes":[{"id":"a","data":{}}]}`, "changes[0].type: required"},
-		{"BadType", `{"changes":[{"id":"a","type":"Order.Created","data":{}}]}`, "changes[0].type:"},
-		{"TypeNumber", `{"changes":[{"id":"a","type":5,"data":{}}]}`, "changes[0].type: must be a string"},
-		{"BadTime", `{"changes":[{"id":"a","type":"a","time":"yesterday","data":{}}]}`, "changes[0].time:"},
-		{"TimeNumber", `{"changes":[{"id":"a","type":"a","time":1700000000,"data":{}}]}`, "changes[0].time: must be an RFC 3339 string"},
-		{"NoData", `{"changes":[{"id":"a","type":"a"}]}`, "changes[0].data: required"},
-		{"DataArray", `{"changes":[{"id":"a","type":"a","data":[1]}]}`, "changes[0].data: must be a JSON object"},
-		{"DataString", `{"changes":[{"id":"a","type":"a","data":"{}"}]}`, "changes[0].data: must be a JSON object"},
 	}
 	for _, c := range bad {
 		_, err := decodePage([]byte(c.body), now)
@@ -197,10 +184,39 @@ func TestDecodePage(t *testing.T) {
 			t.Errorf("%s: err = %v, want a bad feed saying %q", c.name, err, c.want)
 		}
 	}
+	// A change that is not valid does not fail its page: it comes back with
+	// Err naming the field (and its id, when readable), for the poller to
+	// skip; the valid change after it is read as usual.
+	badChange := []struct{ name, change, wantID, want string }{
+		{"ChangeNotObject", `"x"`, "", "must be a JSON object"},
+		{"NoID", `{"type":"a","data":{}}`, "", "id: required"},
+		{"EmptyID", `{"id":"","type":"a","data":{}}`, "", "id: required"},
+		{"IDWithSpace", `{"id":"a b","type":"a","data":{}}`, "a b", "id: must not contain spaces"},
+		{"IDBool", `{"id":true,"type":"a","data":{}}`, "", "id: must be a string"},
+		{"NoType", `{"id":"a","data":{}}`, "a", "type: required"},
+		{"BadType", `{"id":"a","type":"Order.Created","data":{}}`, "a", "type:"},
+		{"TypeNumber", `{"id":"a","type":5,"data":{}}`, "a", "type: must be a string"},
+		{"BadTime", `{"id":17,"type":"a","time":"yesterday","data":{}}`, "17", "time:"},
+		{"TimeNumber", `{"id":"a","type":"a","time":1700000000,"data":{}}`, "a", "time: must be an RFC 3339 string"},
+		{"NoData", `{"id":"a","type":"a"}`, "a", "data: required"},
+		{"DataArray", `{"id":"a","type":"a","data":[1]}`, "a", "data: must be a JSON object"},
+		{"DataString", `{"id":"a","type":"a","data":"{}"}`, "a", "data: must be a JSON object"},
+	}
+	for _, c := range badChange {
+		pg, err := decodePage([]byte(`{"changes":[`+c.change+`,{"id":"ok","type":"a","data":{}}]}`), now)
+		if err != nil {
+			t.Errorf("%s: the page failed: %v", c.name, err)
+			continue
+		}
+		if len(pg.Changes) != 2 || pg.Changes[0].Err == nil || !strings.HasPrefix(pg.Changes[0].Err.Error(), c.want) ||
+			pg.Changes[0].ID != c.wantID || pg.Changes[1].Err != nil || pg.Changes[1].ID != "ok" {
+			t.Errorf("%s: changes = %+v, want the first with id %q and an error saying %q, the second read", c.name, pg.Changes, c.wantID, c.want)
+		}
+	}
 }
 
 // FuzzDecodePage: the page decoder never panics, every error is ErrBadFeed,
-// and a page it accepts holds only valid changes.
+// and every change of a page it accepts is valid or carries its Err.
 func FuzzDecodePage(f *testing.F) {
 	for _, s := range []string{
 		`{"changes":[]}`,
@@ -222,6 +238,9 @@ func FuzzDecodePage(f *testing.F) {
 			return
 		}
 		for i, c := range pg.Changes {
+			if c.Err != nil {
+				continue
+			}
 			if err := streams.ValidateID(c.ID); err != nil {
 				t.Fatalf("accepted change %d with id %q: %v", i, c.ID, err)
 			}
@@ -238,19 +257,39 @@ func FuzzDecodePage(f *testing.F) {
 	})
 }
 
+// A feed whose pages cannot be read is stalled: the error is shown at once,
+// and after UnreachableAfter polls in a row the source is unreachable (with
+// its connection.status_changed naming the bad feed), polled with back-off,
+// and healthy again once a page reads.
 func TestPollerReportsAFeedThatIsNotJSON(t *testing.T) {
 	t.Parallel()
 	env := streamstest.Start(t)
 	fs := newFeedServer(t, newFeed(10, change(1)))
 	fs.setRaw([]byte("<html>maintenance</html>"))
-	p := newPoller(t, testConfig(env))
-	p.Register("erp", NewHTTPSource(fs.URL, nil, fs.Client()), time.Hour, time.Hour)
+	cfg := testConfig(env)
+	cfg.MaxBackoff = 20 * time.Millisecond
+	p := newPoller(t, cfg)
+	p.Register("erp", NewHTTPSource(fs.URL, nil, fs.Client()), 5*time.Millisecond, time.Hour)
 	start(t, p)
-	st := waitState(t, p, "erp", "the poll recorded", func(st *sourceState) bool { return !st.LastPoll.IsZero() })
-	if !strings.Contains(st.LastError, "bad feed: body: not a JSON object") || st.Status != StatusHealthy || st.Cursor != "" {
-		t.Fatalf("state = %+v, want last_error about JSON, status healthy, cursor unchanged", st)
+	st := waitState(t, p, "erp", "the first poll recorded", func(st *sourceState) bool { return !st.LastPoll.IsZero() })
+	if !strings.Contains(st.LastError, "bad feed: body: not a JSON object") || st.Cursor != "" {
+		t.Fatalf("state = %+v, want last_error about JSON, cursor unchanged", st)
+	}
+	st = waitState(t, p, "erp", "unreachable, notified", func(st *sourceState) bool {
+		return st.Status == StatusUnreachable && st.Notified == 1
+	})
+	if st.Failures < UnreachableAfterDefault {
+		t.Errorf("unreachable after %d failures, want %d", st.Failures, UnreachableAfterDefault)
 	}
 	if n := len(sourceEvents(t, env, "erp")); n != 0 {
 		t.Fatalf("%d events stored, want 0", n)
+	}
+	fs.setRaw(nil)
+	waitState(t, p, "erp", "healthy again with the change stored", func(st *sourceState) bool {
+		return st.Status == StatusHealthy && st.Cursor == "1" && st.Notified == 2
+	})
+	got := statusEvents(t, env, "erp")
+	if len(got) != 2 || got[0].To != StatusUnreachable || !strings.Contains(got[0].Error, "bad feed: body: not a JSON object") || got[1].To != StatusHealthy {
+		t.Fatalf("status events = %+v, want → unreachable (bad feed), → healthy", got)
 	}
 }

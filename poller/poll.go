@@ -114,7 +114,7 @@ func (p *Poller) poll(ctx context.Context, sp spec, st *sourceState, log *slog.L
 			break
 		}
 		now := p.cfg.Now()
-		evs, err := p.buildEvents(sp.id, page, seen, now)
+		evs, skipped, err := p.buildEvents(sp.id, cursor, page, seen, now)
 		if err != nil {
 			pollErr = err
 			break
@@ -133,7 +133,7 @@ func (p *Poller) poll(ctx context.Context, sp spec, st *sourceState, log *slog.L
 		if page.NextCursor != "" {
 			next = page.NextCursor
 		}
-		if err := p.saveCursor(ctx, sp.id, cursor, next, len(evs) > 0, now); err != nil {
+		if err := p.saveCursor(ctx, sp.id, cursor, next, len(evs) > 0, skipped, now); err != nil {
 			if ctx.Err() != nil || errors.Is(err, errCursorMoved) || errors.Is(err, errSourceGone) {
 				log.Debug("poll abandoned", "err", err)
 				return
@@ -141,6 +141,7 @@ func (p *Poller) poll(ctx context.Context, sp spec, st *sourceState, log *slog.L
 			storeErr = err
 			break
 		}
+		logSkipped(log, skipped)
 		if len(evs) > 0 {
 			p.noteEvent(sp.id, now)
 			log.Debug("page published", "events", len(evs))
@@ -167,23 +168,35 @@ func (p *Poller) fetch(ctx context.Context, src Source, cursor string) (page Pag
 	return src.Poll(ctx, cursor)
 }
 
-// buildEvents turns a page into events, validating all of it first: a page
-// with one invalid change, or a cursor that does not advance while has_more
-// is set, is refused whole (ErrBadFeed) before anything is published, so
-// that no half-valid page is ever stored.
-func (p *Poller) buildEvents(id string, page Page, seen map[string]bool, now time.Time) ([]*streams.Event, error) {
+// buildEvents turns a page into events. A page that cannot be followed (a
+// cursor that does not advance while has_more is set) is refused whole
+// (ErrBadFeed) before anything is published. An invalid change is not: it is
+// returned among skipped, for the cursor save to record, and the page's
+// valid changes are published, so that one bad change never stalls the feed.
+func (p *Poller) buildEvents(id, cursor string, page Page, seen map[string]bool, now time.Time) (evs []*streams.Event, skipped []skippedChange, err error) {
 	if page.HasMore {
 		if page.NextCursor == "" {
-			return nil, fmt.Errorf("%w: next_cursor: required when has_more is true", ErrBadFeed)
+			return nil, nil, fmt.Errorf("%w: next_cursor: required when has_more is true", ErrBadFeed)
 		}
 		if seen[page.NextCursor] {
-			return nil, fmt.Errorf("%w: next_cursor: %q did not advance while has_more is true", ErrBadFeed, page.NextCursor)
+			return nil, nil, fmt.Errorf("%w: next_cursor: %q did not advance while has_more is true", ErrBadFeed, page.NextCursor)
 		}
 	}
-	evs := make([]*streams.Event, 0, len(page.Changes))
+	evs = make([]*streams.Event, 0, len(page.Changes))
+	skip := func(i int, c Change, reason string) {
+		skipped = append(skipped, skippedChange{
+			Index: i, Cursor: cutText(cursor, maxSkippedCursor), ID: cutText(c.ID, maxSkippedID),
+			Reason: cutText(reason, maxSkippedReason), At: now,
+		})
+	}
 	for i, c := range page.Changes {
-		if c.ID == "" {
-			return nil, fmt.Errorf("%w: changes[%d].id: required", ErrBadFeed, i)
+		switch {
+		case c.Err != nil:
+			skip(i, c, c.Err.Error())
+			continue
+		case c.ID == "":
+			skip(i, c, "id: required")
+			continue
 		}
 		t := c.Time
 		if t.IsZero() {
@@ -191,11 +204,27 @@ func (p *Poller) buildEvents(id string, page Page, seen map[string]bool, now tim
 		}
 		ev := &streams.Event{ID: id + ":" + c.ID, Type: c.Type, Source: id, Time: t.UTC(), Data: []byte(c.Data)}
 		if err := ev.Validate(p.cfg.MaxEventData); err != nil {
-			return nil, fmt.Errorf("%w: changes[%d].%s", ErrBadFeed, i, trimInvalid(err))
+			skip(i, c, trimInvalid(err))
+			continue
 		}
 		evs = append(evs, ev)
 	}
-	return evs, nil
+	return evs, skipped, nil
+}
+
+// maxSkipLogs bounds the log lines of one page's skipped changes; the rest
+// are counted in one more line.
+const maxSkipLogs = 10
+
+// logSkipped logs a page's skipped changes.
+func logSkipped(log *slog.Logger, skipped []skippedChange) {
+	for i, s := range skipped {
+		if i == maxSkipLogs {
+			log.Warn("more invalid changes skipped", "count", len(skipped)-i, "cursor", s.Cursor)
+			return
+		}
+		log.Warn("invalid change skipped", "index", s.Index, "change_id", s.ID, "cursor", s.Cursor, "reason", s.Reason)
+	}
 }
 
 // publish stores evs in EVENTS (Nats-Msg-Id = event id) and returns once
@@ -241,21 +270,26 @@ func (p *Poller) publish(ctx context.Context, evs []*streams.Event) error {
 }
 
 // saveCursor moves the cursor from from to to by compare-and-set, after the
-// page's publishes were acknowledged.
-func (p *Poller) saveCursor(ctx context.Context, id, from, to string, published bool, now time.Time) error {
+// page's publishes were acknowledged, recording in the same write the page's
+// skipped changes.
+func (p *Poller) saveCursor(ctx context.Context, id, from, to string, published bool, skipped []skippedChange, now time.Time) error {
 	st, rev, err := streams.Update(ctx, p.stateKV, id, func(cur *sourceState) (*sourceState, error) {
 		switch {
 		case cur == nil:
 			return nil, errSourceGone
 		case cur.Cursor != from:
 			return nil, errCursorMoved
-		case cur.Cursor == to && !published:
-			return nil, streams.ErrNoChange
 		}
 		next := *cur
-		next.Cursor = to
+		changed := next.recordSkipped(skipped, now)
+		if next.Cursor != to {
+			next.Cursor, changed = to, true
+		}
 		if published {
-			next.LastEvent = now
+			next.LastEvent, changed = now, true
+		}
+		if !changed {
+			return nil, streams.ErrNoChange
 		}
 		return &next, nil
 	})

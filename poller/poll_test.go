@@ -2,11 +2,15 @@ package poller
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hookstream/hookstream/streams/streamstest"
 )
@@ -197,5 +201,71 @@ func TestStopCancelsAPollInFlight(t *testing.T) {
 	}
 	if st := readState(t, p, "slow"); st == nil || !st.LastPoll.IsZero() || st.Failures != 0 {
 		t.Fatalf("state after a cancelled poll = %+v, want nothing recorded", st)
+	}
+}
+
+// staticSource answers the same page to every poll, counting them.
+type staticSource struct {
+	page  Page
+	polls atomic.Int32
+}
+
+func (s *staticSource) Poll(ctx context.Context, _ string) (Page, error) {
+	s.polls.Add(1)
+	return s.page, ctx.Err()
+}
+
+// A hostile page of invalid changes cannot grow the source's state: the
+// record keeps the last 10, with bounded text, and the same page polled
+// again from the same cursor is not counted again. The API shows them.
+func TestSkippedChangesAreBoundedAndCountedOnce(t *testing.T) {
+	t.Parallel()
+	env := streamstest.Start(t)
+	var cs []Change
+	for i := range 15 {
+		c := change(i)
+		// What a Source could not read, quoting the feed at length.
+		c.Err = fmt.Errorf("time: %q is not RFC 3339", strings.Repeat("Ü", 2000))
+		cs = append(cs, c)
+	}
+	cs = append(cs, change(99))
+	src := &staticSource{page: Page{Changes: cs}} // no next cursor: polled from "" again and again
+	p := newPoller(t, testConfig(env))
+	p.Register("shop", src, 2*time.Millisecond, time.Hour)
+	start(t, p)
+	streamstest.WaitFor(t, waitLong, "the page polled 5 times", func() bool { return src.polls.Load() >= 5 })
+	st := waitState(t, p, "shop", "the skips recorded", func(st *sourceState) bool { return st.Skipped > 0 })
+	if st.Skipped != 15 || len(st.SkippedRecent) != maxSkippedKept {
+		t.Fatalf("skipped %d, %d kept; want 15 once, the last %d kept", st.Skipped, len(st.SkippedRecent), maxSkippedKept)
+	}
+	for i, sk := range st.SkippedRecent {
+		if sk.Index != 5+i || sk.ID != cs[5+i].ID || len(sk.Reason) > maxSkippedReason || !utf8.ValidString(sk.Reason) || !strings.HasPrefix(sk.Reason, "time: ") {
+			t.Errorf("kept skip %d = index %d id %q reason (%d bytes) %.40q", i, sk.Index, sk.ID, len(sk.Reason), sk.Reason)
+		}
+	}
+	if len(st.LastError) > 1024 || !strings.Contains(st.LastError, "(and 14 more)") {
+		t.Errorf("last_error (%d bytes) = %.200q, want the first skip and the count", len(st.LastError), st.LastError)
+	}
+	if got := eventIDs(sourceEvents(t, env, "shop")); !slices.Equal(got, []string{"shop:c99"}) {
+		t.Errorf("events = %v, want the valid change once", got)
+	}
+	c := &sourceConfig{ID: "shop"}
+	b, err := json.Marshal(view(c, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown struct {
+		SkippedChanges int `json:"skipped_changes"`
+		LastSkipped    []struct {
+			Index  int    `json:"index"`
+			ID     string `json:"id"`
+			Reason string `json:"reason"`
+		} `json:"last_skipped"`
+	}
+	if err := json.Unmarshal(b, &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown.SkippedChanges != 15 || len(shown.LastSkipped) != maxSkippedKept || shown.LastSkipped[9].ID != "c14" {
+		t.Errorf("the API shows %s", b)
 	}
 }

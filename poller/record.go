@@ -1,7 +1,10 @@
 package poller
 
 import (
+	"fmt"
+	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hookstream/hookstream/streams"
 )
@@ -50,8 +53,9 @@ type sourceState struct {
 	LastError   string    `msgpack:"last_error"`
 	LastErrorAt time.Time `msgpack:"last_error_at"`
 	NextPoll    time.Time `msgpack:"next_poll"`
-	// Failures counts failed polls in a row, of any kind; Unreachable the
-	// ErrUnreachable ones among the last (what makes a source unreachable);
+	// Failures counts failed polls in a row, of any kind; Unreachable those
+	// among the last that were not ErrAuth (what makes a source
+	// unreachable);
 	// Backoff the failed polls since the status left healthy (the exponent
 	// of the delay).
 	Failures    int `msgpack:"failures"`
@@ -59,6 +63,87 @@ type sourceState struct {
 	Backoff     int `msgpack:"backoff"`
 	// LastEvent is when the poller last published a page with changes.
 	LastEvent time.Time `msgpack:"last_event"`
+	// Skipped counts the invalid changes the feed sent, which were skipped
+	// (never published); SkippedRecent are the last maxSkippedKept of them,
+	// oldest first. They are written with the cursor that moves past them,
+	// so none is skipped without a record.
+	Skipped       uint64          `msgpack:"skipped"`
+	SkippedRecent []skippedChange `msgpack:"skipped_recent"`
+}
+
+// skippedChange is one invalid change a poll skipped.
+type skippedChange struct {
+	// Index is the change's place in its page, Cursor the cursor the page
+	// was asked from ("" for the first page): with them the source's owner
+	// can find it.
+	Index  int    `msgpack:"index"`
+	Cursor string `msgpack:"cursor"`
+	// ID is the change's id, when it had one that could be read.
+	ID string `msgpack:"id"`
+	// Reason is what is wrong with it, naming the field.
+	Reason string    `msgpack:"reason"`
+	At     time.Time `msgpack:"at"`
+}
+
+// Bounds of a skipped change's record, so that a hostile feed cannot grow a
+// source's state.
+const (
+	maxSkippedKept   = 10
+	maxSkippedID     = streams.MaxIDLength
+	maxSkippedCursor = 256
+	maxSkippedReason = 256
+)
+
+func (s skippedChange) String() string {
+	if s.ID != "" {
+		return fmt.Sprintf("changes[%d] (id %q) at cursor %q: %s", s.Index, s.ID, s.Cursor, s.Reason)
+	}
+	return fmt.Sprintf("changes[%d] at cursor %q: %s", s.Index, s.Cursor, s.Reason)
+}
+
+// same reports whether s and o are one change skipped twice (a page polled
+// again from the same cursor).
+func (s skippedChange) same(o skippedChange) bool {
+	return s.Index == o.Index && s.Cursor == o.Cursor && s.ID == o.ID && s.Reason == o.Reason
+}
+
+// recordSkipped adds a page's skips to st, unless they are recorded already
+// (the page was polled again from the same cursor: its last skip, the newest
+// recorded, is there), and sets the last error to say so. It reports whether
+// anything was added.
+func (st *sourceState) recordSkipped(skipped []skippedChange, now time.Time) bool {
+	if len(skipped) == 0 || slices.ContainsFunc(st.SkippedRecent, skipped[len(skipped)-1].same) {
+		return false
+	}
+	var fresh []skippedChange
+	for _, s := range skipped {
+		if !slices.ContainsFunc(st.SkippedRecent, s.same) {
+			fresh = append(fresh, s)
+		}
+	}
+	if len(fresh) == 0 {
+		return false
+	}
+	st.Skipped += uint64(len(fresh))
+	recent := append(slices.Clone(st.SkippedRecent), fresh...)
+	st.SkippedRecent = recent[max(0, len(recent)-maxSkippedKept):]
+	msg := fmt.Sprintf("%s: skipped invalid change %s", ErrBadFeed, fresh[0])
+	if len(fresh) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(fresh)-1)
+	}
+	st.LastError, st.LastErrorAt = msg, now
+	return true
+}
+
+// cutText cuts s to at most n bytes without splitting a UTF-8 sequence.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // newState is the state of a source that was never polled: healthy, due at

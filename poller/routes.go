@@ -53,9 +53,25 @@ type sourceJSON struct {
 	NextPoll    *time.Time `json:"next_poll"`
 	Cursor      string     `json:"cursor"`
 	// Failures counts failed polls in a row.
-	Failures  int       `json:"failures"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Failures int `json:"failures"`
+	// SkippedChanges counts the invalid changes the feed sent, skipped and
+	// never published; LastSkipped are the most recent (at most 10, oldest
+	// first), each with what is wrong and where to find it.
+	SkippedChanges uint64        `json:"skipped_changes"`
+	LastSkipped    []skippedJSON `json:"last_skipped"`
+	CreatedAt      time.Time     `json:"created_at"`
+	UpdatedAt      time.Time     `json:"updated_at"`
+}
+
+// skippedJSON is a skipped change as the API shows it: its place (the page's
+// cursor, "" for the first page, and its index there), its id when it had
+// one, and the reason.
+type skippedJSON struct {
+	Index  int       `json:"index"`
+	Cursor string    `json:"cursor"`
+	ID     string    `json:"id"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
 }
 
 func view(c *sourceConfig, st *sourceState) sourceJSON {
@@ -66,6 +82,7 @@ func view(c *sourceConfig, st *sourceState) sourceJSON {
 		ExpectedWindow: c.ExpectedWindow.String(),
 		Headers:        headerNames(c.Headers),
 		Status:         StatusHealthy,
+		LastSkipped:    []skippedJSON{},
 		CreatedAt:      c.CreatedAt.UTC(),
 		UpdatedAt:      c.UpdatedAt.UTC(),
 	}
@@ -78,6 +95,10 @@ func view(c *sourceConfig, st *sourceState) sourceJSON {
 		v.NextPoll = timePtr(st.NextPoll)
 		v.Cursor = st.Cursor
 		v.Failures = st.Failures
+		v.SkippedChanges = st.Skipped
+		for _, sk := range st.SkippedRecent {
+			v.LastSkipped = append(v.LastSkipped, skippedJSON{Index: sk.Index, Cursor: sk.Cursor, ID: sk.ID, Reason: sk.Reason, At: sk.At.UTC()})
+		}
 	}
 	return v
 }

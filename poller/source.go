@@ -18,6 +18,10 @@ type Change struct {
 	Time time.Time
 	// Data is the change's JSON object.
 	Data json.RawMessage
+	// Err, when set, says why the Source could not read this change (the
+	// HTTP adapter sets it for a change it cannot decode; ID is kept when
+	// it could be read). Such a change is skipped like any invalid one.
+	Err error
 }
 
 // Page is one answer of a change feed.
@@ -36,9 +40,13 @@ type Page struct {
 // invalid page) so that the source's status can be derived; any other error
 // counts as ErrUnreachable.
 //
-// The poller validates every page it gets, whichever the Source: a page with
-// one invalid change, or whose cursor does not advance while HasMore is set,
-// is refused whole and nothing of it is published.
+// The poller validates every change it gets, whichever the Source. A change
+// that is not valid (or carries Err) is skipped: the page's valid changes are
+// published, the cursor moves past the page, and the skipped change is
+// recorded on the source (its index, id, cursor and reason; a count; the
+// last error) and logged, so that one bad change never stalls a feed and is
+// never skipped unseen. A page that cannot be followed (its cursor does not
+// advance while HasMore is set) is refused whole, like an ErrBadFeed.
 type Source interface {
 	Poll(ctx context.Context, cursor string) (Page, error)
 }
@@ -52,8 +60,11 @@ var (
 	// ErrAuth: the feed refused the credentials (401/403). The source is
 	// auth_required at once.
 	ErrAuth = errors.New("source refused the credentials")
-	// ErrBadFeed: the feed answered something that is not a valid page. The
-	// poll fails and the error is shown on the source, but its status stays:
-	// the feed is reachable and accepts the credentials.
+	// ErrBadFeed: the feed answered something that is not a valid page (not
+	// JSON, not the page's shape, a cursor that does not advance). The poll
+	// fails; the error is shown on the source, and UnreachableAfter failed
+	// polls in a row make it unreachable, like any failing poll: the feed is
+	// stalled until it answers a valid page. (One invalid change in a valid
+	// page is not an ErrBadFeed: it is skipped.)
 	ErrBadFeed = errors.New("bad feed")
 )

@@ -145,33 +145,50 @@ func testSource(t *testing.T, newSource func(t *testing.T, feed *fakeFeed) Sourc
 		}
 	})
 
-	t.Run("InvalidPageRefusedWhole", func(t *testing.T) {
+	// One invalid change does not stall the feed: the page's valid changes
+	// are published, the cursor moves past it, and the skipped change is
+	// recorded on the source with its place and reason.
+	t.Run("InvalidChangeSkippedAndRecorded", func(t *testing.T) {
 		t.Parallel()
 		for _, c := range []struct {
 			name    string
 			bad     func(*Change)
-			wantErr string
+			wantID  string
+			wantWhy string
 		}{
-			{"NoID", func(c *Change) { c.ID = "" }, "changes[1].id: required"},
-			{"NoType", func(c *Change) { c.Type = "" }, "changes[1].type: required"},
-			{"BadType", func(c *Change) { c.Type = "Order Updated" }, "changes[1].type:"},
-			{"DataNotObject", func(c *Change) { c.Data = json.RawMessage(`[1,2]`) }, "changes[1].data: must be a JSON object"},
+			{"NoID", func(c *Change) { c.ID = "" }, "", "id: required"},
+			{"NoType", func(c *Change) { c.Type = "" }, "c2", "type: required"},
+			{"BadType", func(c *Change) { c.Type = "Order Updated" }, "c2", "type: \"Order Updated\" must be"},
+			{"DataNotObject", func(c *Change) { c.Data = json.RawMessage(`[1,2]`) }, "c2", "data: must be a JSON object"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
 				bad := change(2)
 				c.bad(&bad)
 				feed := newFeed(10, change(1), bad, change(3))
-				env, p := run(t, feed, time.Hour, nil)
-				st := waitState(t, p, id, "the poll recorded", func(st *sourceState) bool { return !st.LastPoll.IsZero() })
-				if !strings.Contains(st.LastError, c.wantErr) || !strings.Contains(st.LastError, ErrBadFeed.Error()) {
-					t.Errorf("last_error = %q, want it to say %q", st.LastError, c.wantErr)
+				env, p := run(t, feed, 5*time.Millisecond, nil)
+				st := waitState(t, p, id, "cursor past the page", func(st *sourceState) bool { return st.Cursor == "3" })
+				if got := eventIDs(sourceEvents(t, env, id)); !slices.Equal(got, []string{"shop:c1", "shop:c3"}) {
+					t.Errorf("events = %v, want the page's two valid changes", got)
 				}
-				if n := len(sourceEvents(t, env, id)); n != 0 {
-					t.Errorf("%d events stored from a refused page, want 0", n)
+				if st.Status != StatusHealthy || st.Failures != 0 || st.Skipped != 1 || len(st.SkippedRecent) != 1 {
+					t.Fatalf("state = status %s failures %d skipped %d %+v, want healthy, no failure, one skipped", st.Status, st.Failures, st.Skipped, st.SkippedRecent)
 				}
-				if st.Cursor != "" || st.Status != StatusHealthy || st.Failures != 1 {
-					t.Errorf("state = cursor %q status %s failures %d, want cursor unchanged, healthy, 1 failure", st.Cursor, st.Status, st.Failures)
+				sk := st.SkippedRecent[0]
+				if sk.Index != 1 || sk.Cursor != "" || sk.ID != c.wantID || !strings.HasPrefix(sk.Reason, c.wantWhy) || sk.At.IsZero() {
+					t.Errorf("skipped = %+v, want changes[1] of the first page, id %q, reason %q", sk, c.wantID, c.wantWhy)
+				}
+				if !strings.Contains(st.LastError, ErrBadFeed.Error()) || !strings.Contains(st.LastError, "changes[1]") || !strings.Contains(st.LastError, c.wantWhy) {
+					t.Errorf("last_error = %q, want it to name changes[1] and say %q", st.LastError, c.wantWhy)
+				}
+				// The feed goes on; the skipped change is not counted again.
+				feed.add(change(4))
+				st = waitState(t, p, id, "cursor 4", func(st *sourceState) bool { return st.Cursor == "4" })
+				if got := eventIDs(sourceEvents(t, env, id)); !slices.Equal(got, []string{"shop:c1", "shop:c3", "shop:c4"}) {
+					t.Errorf("events = %v, want c4 after the page", got)
+				}
+				if st.Skipped != 1 {
+					t.Errorf("skipped = %d, want the one", st.Skipped)
 				}
 			})
 		}

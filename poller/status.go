@@ -24,10 +24,12 @@ const (
 //     followed at once by a catch-up poll), failures cleared, next poll after
 //     the interval, or at once when has_more pages were left;
 //   - ErrAuth: auth_required at once;
-//   - ErrUnreachable (or any unclassified error): unreachable after
-//     UnreachableAfter in a row;
-//   - ErrBadFeed: the error is recorded but the status stays, since the feed
-//     answered and took the credentials;
+//   - ErrUnreachable, ErrBadFeed (or any unclassified error): unreachable
+//     after UnreachableAfter in a row. A feed that answers pages that cannot
+//     be read is as stalled as one that does not answer, and DESIGN's three
+//     statuses have no better word for it; the error (and the
+//     connection.status_changed) says "bad feed". Invalid changes in a
+//     readable page are not a failure: they were skipped and recorded;
 //   - a failed publish or state write (storeErr): hookstream's own store
 //     failed, not the source; recorded as last_error only, retried after the
 //     interval from the saved cursor.
@@ -64,8 +66,6 @@ func (p *Poller) finish(ctx context.Context, sp spec, start time.Time, pollErr, 
 			case errors.Is(pollErr, ErrAuth):
 				next.Unreachable = 0
 				next.transition(StatusAuthRequired, msg, now)
-			case errors.Is(pollErr, ErrBadFeed):
-				next.Unreachable = 0
 			default:
 				next.Unreachable++
 				if next.Unreachable >= p.cfg.UnreachableAfter {
