@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookstream/hookstream/internal/httpjson"
+	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
 )
 
@@ -64,6 +65,10 @@ func (r *Registry) attemptsPage(ctx context.Context, id string, limit int, befor
 			r.cfg.Logger.Warn("skip unreadable attempt", "endpoint", id, "seq", m.Sequence, "err", err)
 			continue
 		}
+		// The dispatcher stores error texts with their URL redacted; one
+		// stored before it did ("Post \"http://user:***@host/?token=T\"")
+		// is redacted here, so the log never shows a URL's credentials.
+		a.Error = netguard.RedactText(a.Error)
 		a.Time = a.Time.UTC()
 		if !a.NextAttempt.IsZero() {
 			a.NextAttempt = a.NextAttempt.UTC()

@@ -2,6 +2,7 @@ package endpoints_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -128,6 +129,17 @@ func TestCreateRejectsBadInput(t *testing.T) {
 		{"private v4", `{"url":"http://10.0.0.1/x","event_types":["a"]}`, "url: "},
 		{"loopback v6", `{"url":"http://[::1]:8080/x","event_types":["a"]}`, "url: "},
 		{"metadata", `{"url":"http://169.254.169.254/latest/meta-data","event_types":["a"]}`, "url: "},
+		// Spellings the dial maps to a refused address: 400, not a 201 that
+		// fails at every dial.
+		{"full-width loopback", `{"url":"http://１２７.０.０.１/x","event_types":["a"]}`, "url: address not allowed: loopback address 127.0.0.1"},
+		{"ideographic stops", `{"url":"http://１２７。０。０。１:9000/x","event_types":["a"]}`, "url: address not allowed: loopback address 127.0.0.1"},
+		{"full-width metadata", `{"url":"http://１６９.２５４.１６９.２５４/latest","event_types":["a"]}`, "url: address not allowed: cloud-metadata"},
+		{"bare 0x parts", `{"url":"http://0x7f.0x.0x.1/x","event_types":["a"]}`, "url: address not allowed: loopback address 127.0.0.1"},
+		{"one decimal", `{"url":"http://2130706433/x","event_types":["a"]}`, "url: address not allowed: loopback address 127.0.0.1"},
+		{"octal", `{"url":"http://0177.0.0.1/x","event_types":["a"]}`, "url: address not allowed: loopback address 127.0.0.1"},
+		{"two parts", `{"url":"http://127.1/x","event_types":["a"]}`, "url: address not allowed: loopback address 127.0.0.1"},
+		{"number that is no address", `{"url":"http://256.1.1.1/x","event_types":["a"]}`, "url: host ends in a number"},
+		{"unmappable host", `{"url":"http://exa\u202emple.com/x","event_types":["a"]}`, "url: host is not a valid domain name"},
 		{"no types", `{"url":"https://example.com"}`, "event_types: "},
 		{"empty types", `{"url":"https://example.com","event_types":[]}`, "event_types: "},
 		{"bad filter", `{"url":"https://example.com","event_types":["order.*","Order.Created"]}`, "event_types[1]: "},
@@ -203,6 +215,106 @@ func TestCreateAllowPrivate(t *testing.T) {
 	// The scheme is still checked.
 	if _, err := b.reg.Create(b.ctx, endpoints.CreateInput{URL: "file:///etc/passwd", EventTypes: []string{"*"}}); err == nil {
 		t.Fatal("a file URL was accepted")
+	}
+}
+
+// With private endpoints allowed, the spellings of 127.0.0.1 are accepted:
+// the dialer reaches them (netguard's tests show it), so they are no error.
+func TestCreateAllowPrivateSpellings(t *testing.T) {
+	t.Parallel()
+	b := setup(t, endpoints.Config{AllowPrivate: true})
+	for _, u := range []string{"http://１２７.０.０.１:9000/x", "http://0x7f.0x.0x.1/x", "http://127.1/x"} {
+		b.create(t, map[string]any{"url": u})
+	}
+	// Still refused: what no dial reaches, whatever the setting.
+	got := b.doJSON(t, http.MethodPost, "/v1/endpoints", `{"url":"http://1.2.3.4.5/","event_types":["a"]}`, http.StatusBadRequest)
+	if msg, _ := got["error"].(string); !strings.HasPrefix(msg, "url: ") {
+		t.Fatalf("error = %q, want it to name url", msg)
+	}
+}
+
+// A URL's user name, password and query values are credentials: no answer
+// shows them (create's included), as the secret is shown only once.
+func TestURLCredentialsNeverShown(t *testing.T) {
+	t.Parallel()
+	b := setup(t, endpoints.Config{})
+	const (
+		raw  = "https://hookuser:pw-s3cret@example.com/hook?token=T0KEN-VALUE&plain&v=2"
+		want = "https://***:***@example.com/hook?token=***&plain&v=***"
+	)
+	check := func(what string, raw []byte, got any) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s shows url %v, want %s", what, got, want)
+		}
+		for _, leak := range []string{"hookuser", "pw-s3cret", "T0KEN-VALUE"} {
+			if strings.Contains(string(raw), leak) {
+				t.Errorf("%s answer %s shows %q", what, raw, leak)
+			}
+		}
+	}
+	code, body := b.do(t, http.MethodPost, "/v1/endpoints", map[string]any{"url": raw, "event_types": []string{"a"}})
+	if code != http.StatusCreated {
+		t.Fatalf("create = %d %s", code, body)
+	}
+	var created map[string]any
+	if err := json.Unmarshal(body, &created); err != nil {
+		t.Fatal(err)
+	}
+	check("create", body, created["url"])
+	id := created["id"].(string)
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v1/endpoints/" + id, ""},
+		{http.MethodPatch, "/v1/endpoints/" + id, `{"description":"d"}`},
+		{http.MethodPost, "/v1/endpoints/" + id + "/disable", "{}"},
+		{http.MethodPost, "/v1/endpoints/" + id + "/rotate-secret", "{}"},
+	} {
+		var in any
+		if r.body != "" {
+			in = r.body
+		}
+		code, body := b.do(t, r.method, r.path, in)
+		var m map[string]any
+		if code != http.StatusOK || json.Unmarshal(body, &m) != nil {
+			t.Fatalf("%s %s = %d %s", r.method, r.path, code, body)
+		}
+		check(r.method+" "+r.path, body, m["url"])
+	}
+	code, body = b.do(t, http.MethodGet, "/v1/endpoints", nil)
+	var page struct{ Items []map[string]any }
+	if code != http.StatusOK || json.Unmarshal(body, &page) != nil || len(page.Items) != 1 {
+		t.Fatalf("list = %d %s", code, body)
+	}
+	check("list", body, page.Items[0]["url"])
+	// Stored as given: the dispatcher needs the credentials.
+	if ep, _ := b.stored(t, id); ep.URL != raw {
+		t.Fatalf("stored url = %q, want %q", ep.URL, raw)
+	}
+
+	// An attempt whose error was stored with the URL in it (as dispatchers
+	// did before they redacted it) is shown redacted.
+	data, err := streams.Marshal(&streams.Attempt{
+		EventID: "ev1", EventType: "a", EndpointID: id, Attempt: 1, Time: b.clock.Now(),
+		Error: `Post "https://hookuser:***@example.com/hook?token=T0KEN-VALUE&plain&v=2": dial tcp: connection refused`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.env.JS.Publish(b.ctx, streams.AttemptSubject(id), data); err != nil {
+		t.Fatal(err)
+	}
+	code, body = b.do(t, http.MethodGet, "/v1/endpoints/"+id+"/attempts", nil)
+	var attempts struct{ Items []struct{ Error string } }
+	if code != http.StatusOK || json.Unmarshal(body, &attempts) != nil || len(attempts.Items) != 1 {
+		t.Fatalf("attempts = %d %s", code, body)
+	}
+	if got, wantErr := attempts.Items[0].Error, `Post "`+want+`": dial tcp: connection refused`; got != wantErr {
+		t.Errorf("attempt error = %q, want %q", got, wantErr)
+	}
+	for _, leak := range []string{"hookuser", "T0KEN-VALUE"} {
+		if strings.Contains(string(body), leak) {
+			t.Errorf("attempts answer %s shows %q", body, leak)
+		}
 	}
 }
 
@@ -325,6 +437,8 @@ func TestPatch(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{`{"secret":"` + testSecret + `"}`, "secret: use rotate-secret"},
 		{`{"url":"http://127.0.0.1/"}`, "url: "},
+		{`{"url":"http://１２７.０.０.１/"}`, "url: address not allowed: loopback address 127.0.0.1"},
+		{`{"url":"http://0x7f.0x.0x.1/"}`, "url: address not allowed: loopback address 127.0.0.1"},
 		{`{"url":""}`, "url: required"},
 		{`{"event_types":[]}`, "event_types: "},
 		{`{"event_types":["ok","BAD"]}`, "event_types[1]: "},

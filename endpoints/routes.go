@@ -3,11 +3,11 @@ package endpoints
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/hookstream/hookstream/internal/httpjson"
+	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
 )
 
@@ -27,7 +27,10 @@ func (r *Registry) Routes() []httpjson.Route {
 }
 
 // endpointJSON is an endpoint as the API shows it. Secret is set only in the
-// answers of create and rotate-secret.
+// answers of create and rotate-secret. URL is always shown redacted
+// (netguard.RedactURL: user name, password and query values hidden), in the
+// answer to create too: credentials in a URL are write-only like the
+// secret, and API answers end up in logs, terminals and dashboards.
 type endpointJSON struct {
 	ID           string    `json:"id"`
 	URL          string    `json:"url"`
@@ -50,7 +53,7 @@ func view(ep *streams.Endpoint, h *streams.Health) endpointJSON {
 	}
 	return endpointJSON{
 		ID:           ep.ID,
-		URL:          redactURL(ep.URL),
+		URL:          netguard.RedactURL(ep.URL),
 		EventTypes:   types,
 		Description:  ep.Description,
 		RateLimit:    ep.RateLimit,
@@ -213,14 +216,4 @@ func (r *Registry) handleAttempts(w http.ResponseWriter, req *http.Request) {
 		page.NextCursor = strconv.FormatUint(next, 10)
 	}
 	httpjson.WriteJSON(w, http.StatusOK, page)
-}
-
-// redactURL hides a password in an endpoint URL: it is a credential, and
-// credentials are shown only when they are created.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

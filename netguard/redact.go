@@ -3,6 +3,7 @@ package netguard
 import (
 	"errors"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -68,4 +69,19 @@ func RedactError(err error) string {
 		return strings.Replace(err.Error(), ue.URL, redacted, 1)
 	}
 	return err.Error()
+}
+
+// urlInText matches an http or https URL inside free text: up to the first
+// space, quote or angle bracket, which is where net/http's messages and logs
+// end one.
+var urlInText = regexp.MustCompile(`(?i)\bhttps?://[^\s"'<>]+`)
+
+// RedactText returns s with every http or https URL in it redacted as
+// RedactURL does: for text that was stored before its URLs were redacted
+// (an attempt's error, say), so that showing it does not show them.
+func RedactText(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return urlInText.ReplaceAllStringFunc(s, RedactURL)
 }

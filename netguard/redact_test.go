@@ -37,3 +37,17 @@ func TestRedactError(t *testing.T) {
 		t.Fatal("RedactError changed an error without a URL")
 	}
 }
+
+func TestRedactText(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{`Post "http://user:***@host/hook?token=T": dial tcp: connection refused`, `Post "http://***:***@host/hook?token=***": dial tcp: connection refused`},
+		{"GET https://host/a?x=1 and HTTP://u@h/?k=v", "GET https://host/a?x=*** and http://***@h/?k=***"},
+		{"no url here", "no url here"},
+		{"", ""},
+	} {
+		if got := RedactText(c.in); got != c.want {
+			t.Errorf("RedactText(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
