@@ -106,6 +106,13 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if d.deliveries, err = js.Stream(ctx, streams.StreamDeliveries); err != nil {
 		return fmt.Errorf("dispatcher: stream %s: %w", streams.StreamDeliveries, err)
 	}
+	// The stream's max age must outlast a delivery's final attempt, or the
+	// server deletes deliveries that wait for it, with no record.
+	if ma, need := d.deliveries.CachedInfo().Config.MaxAge, d.cfg.RetryMaxAge+d.cfg.AckWait; ma != 0 && ma < need {
+		return fmt.Errorf("retry-max-age: stream %s keeps deliveries %s, less than --retry-max-age %s + --ack-wait %s: "+
+			"deliveries would be deleted before their final attempt (start a role with this --retry-max-age to grow it)",
+			streams.StreamDeliveries, ma, d.cfg.RetryMaxAge, d.cfg.AckWait)
+	}
 	kvs := map[string]*jetstream.KeyValue{
 		streams.BucketEndpoints: &d.endpointsKV, streams.BucketHealth: &d.healthKV,
 		streams.BucketDeliveryState: &d.deliveryState, streams.BucketDLQState: &d.dlqState,
@@ -151,6 +158,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.goBG(func() { d.notifyLoop(runCtx) })
 	f := &fanout{cfg: d.cfg, js: js, consumer: fc, catalog: d.catalog, log: d.log, metrics: d.metrics}
 	d.goBG(func() { f.run(runCtx) })
+	d.goBG(func() { d.janitor(runCtx) })
 	// Endpoints loaded before the watch reported ready got their workers
 	// from changed(); make sure every one has one.
 	for _, v := range d.catalog.all() {
