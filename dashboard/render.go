@@ -258,7 +258,7 @@ func query(kv ...string) string {
 
 func httpStatus(code int) string {
 	if code == 0 {
-		return "—"
+		return "no answer"
 	}
 	return fmt.Sprintf("%d %s", code, http.StatusText(code))
 }
