@@ -25,6 +25,22 @@ import (
 const (
 	AddrDefault              = "127.0.0.1:8080"
 	ReadHeaderTimeoutDefault = 10 * time.Second
+	// ReadTimeoutDefault bounds reading a whole request, body included: an
+	// event body of 1 MiB needs a client sending at least 17 KiB/s.
+	ReadTimeoutDefault = time.Minute
+	// WriteTimeoutDefault bounds a request from the end of its headers to
+	// the end of its answer. No route streams (`dlq tail` polls), and the
+	// largest answer (a page of 1000 dead letters) is a few MiB.
+	WriteTimeoutDefault = 2 * time.Minute
+	// IdleTimeoutDefault is how long a keep-alive connection may wait for
+	// its next request before it is closed.
+	IdleTimeoutDefault = time.Minute
+	// MaxConnsDefault bounds the open client connections; the default is
+	// lowered to half the process's open-file limit when that is smaller
+	// (see Config.MaxConns).
+	MaxConnsDefault = 1024
+	// minConns is the least MaxConns an open-file limit lowers it to.
+	minConns = 16
 )
 
 // Config configures the API server.
@@ -47,6 +63,78 @@ type Config struct {
 	// /metrics (the dashboard at /). It is given the /v1 handler, token check
 	// included, to call in-process. Defaults to nil: those paths are 404.
 	Pages func(v1 http.Handler) http.Handler
+
+	// ReadTimeout bounds reading one whole request, headers and body, so a
+	// client trickling a body cannot hold a connection. Defaults to
+	// ReadTimeoutDefault (1m).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds one request from the end of its headers to the end
+	// of its answer, so a client that never reads cannot hold a connection.
+	// A route that streams must extend its own deadline with
+	// http.ResponseController.SetWriteDeadline. Defaults to
+	// WriteTimeoutDefault (2m).
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that has waited this long
+	// for its next request. Defaults to IdleTimeoutDefault (1m).
+	IdleTimeout time.Duration
+	// MaxConns bounds the client connections open at once. At the limit the
+	// connection idle the longest is closed to let a new one in (idle
+	// clients never lock /healthz out), and when none is idle a new one
+	// waits. Defaults to MaxConnsDefault (1024), or to half the process's
+	// open-file limit when that is lower (but at least 16), so the API
+	// never takes the descriptors the NATS connection and the webhook sends
+	// need.
+	MaxConns int
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = AddrDefault
+	}
+	if c.Gatherer == nil {
+		c.Gatherer = prometheus.DefaultGatherer
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = ReadTimeoutDefault
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = WriteTimeoutDefault
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = IdleTimeoutDefault
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = maxConnsFor(openFileLimit())
+	}
+	return c
+}
+
+// maxConnsFor is MaxConns's default under an open-file limit (0: unknown).
+func maxConnsFor(fileLimit uint64) int {
+	if fileLimit == 0 || fileLimit/2 >= MaxConnsDefault {
+		return MaxConnsDefault
+	}
+	return max(int(fileLimit/2), minConns)
+}
+
+// Validate refuses negative timeouts and limits, naming the setting.
+func (c Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"http-read-timeout", c.ReadTimeout}, {"http-write-timeout", c.WriteTimeout}, {"http-idle-timeout", c.IdleTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s: must be positive, got %s", d.name, d.v)
+		}
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("http-max-conns: must be positive, got %d", c.MaxConns)
+	}
+	return nil
 }
 
 // CheckListen refuses an address beyond loopback when no token is set.
@@ -81,15 +169,10 @@ type Server struct {
 
 // New builds the server and its routing table.
 func New(cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = AddrDefault
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Gatherer == nil {
-		cfg.Gatherer = prometheus.DefaultGatherer
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = cfg.WithDefaults()
 	if err := CheckListen(cfg.Addr, cfg.Token); err != nil {
 		return nil, err
 	}
@@ -177,16 +260,26 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http: listen on %s: %w", s.cfg.Addr, err)
 	}
-	s.ln = ln
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: ReadHeaderTimeoutDefault, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
+	limited := newConnLimiter(ln, s.cfg.MaxConns)
+	s.ln = limited
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: min(ReadHeaderTimeoutDefault, s.cfg.ReadTimeout),
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ConnState:         limited.connState,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
 	s.served = make(chan struct{})
 	go func() {
 		defer close(s.served)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.cfg.Logger.Error("http server stopped", "err", err)
 		}
 	}()
-	s.cfg.Logger.Info("http api listening", "addr", ln.Addr().String(), "auth", s.cfg.Token != "")
+	s.cfg.Logger.Info("http api listening", "addr", ln.Addr().String(), "auth", s.cfg.Token != "",
+		"max_conns", s.cfg.MaxConns, "idle_timeout", s.cfg.IdleTimeout)
 	return nil
 }
 
