@@ -28,6 +28,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 
 bench: ## run the benchmarks and print their figures
 	$(GO) test -p 1 -run='^$$' -bench=. -benchmem -benchtime=$${BENCHTIME:-1s} -timeout 30m $(PKGS)
+	HOOKSTREAM_BENCH=1 $(GO) test -count=1 -v -run='^TestHeldDeadLetterRateR3$$' ./faulttest/cluster/ | grep -E '^(held|ok|FAIL|---)'
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
