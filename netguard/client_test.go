@@ -146,6 +146,8 @@ func TestNewTransport(t *testing.T) {
 				t.Errorf("ExpectContinueTimeout = %s, want 1s", tr.ExpectContinueTimeout)
 			case !tr.ForceAttemptHTTP2:
 				t.Error("ForceAttemptHTTP2 is false")
+			case tr.MaxResponseHeaderBytes != 64<<10:
+				t.Errorf("MaxResponseHeaderBytes = %d, want 64 KiB", tr.MaxResponseHeaderBytes)
 			}
 		})
 	}
@@ -222,5 +224,42 @@ func TestCheckURLAgreesWithDial(t *testing.T) {
 			}
 			t.Errorf("POST %s without private addresses: %v, want ErrForbidden at dial", u, err)
 		}
+	}
+}
+
+// An endpoint that answers more than MaxResponseHeaderBytes of status line
+// and headers gets an error, not a response parsed at any size.
+func TestClientBoundsResponseHeaders(t *testing.T) {
+	t.Parallel()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	answer := "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Pad: 0123456789abcdef\r\n", 2*netguard.MaxResponseHeaderBytes/25) + "\r\n"
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 4096)
+		_, _ = conn.Read(buf) // the request line and headers, enough here
+		_, _ = io.WriteString(conn, answer)
+	}()
+	c := newClient(t, &netguard.Dialer{AllowPrivate: true})
+	resp, err := c.Get("http://" + ln.Addr().String() + "/hook")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("%d bytes of headers read as a %d", len(answer), resp.StatusCode)
+	}
+	if !strings.Contains(err.Error(), "exceeded 65536 bytes") {
+		t.Fatalf("err = %v, want the header limit", err)
 	}
 }
