@@ -62,8 +62,8 @@ func newFakeAPI(t *testing.T, token string) *fakeAPI {
 	f.set("POST /v1/endpoints/ep_one/disable", 200, ep)
 	rec := map[string]any{
 		"id": "dl_1", "state": "dead", "reason": "expired", "endpoint_id": "ep_one", "url": "https://hooks.example.com/in",
-		"event":    map[string]any{"id": "po-2", "type": "order.created", "source": "erp", "time": "2025-03-04T05:00:00Z", "data": map[string]any{"n": 1}},
-		"attempts": []any{map[string]any{"attempt": 1, "time": "2025-03-04T05:06:07Z", "duration": "1s", "status_code": 500}},
+		"event":         map[string]any{"id": "po-2", "type": "order.created", "source": "erp", "time": "2025-03-04T05:00:00Z", "data": map[string]any{"n": 1}},
+		"attempts":      []any{map[string]any{"attempt": 1, "time": "2025-03-04T05:06:07Z", "duration": "1s", "status_code": 500}},
 		"attempt_count": 1, "dead_at": "2025-03-04T06:00:00Z",
 	}
 	f.set("GET /v1/dlq", 200, map[string]any{"items": []any{rec}, "next_cursor": ""})
@@ -230,8 +230,8 @@ func TestPagesOpenWithoutToken(t *testing.T) {
 	}
 	mustContain(t, "overview", a.body,
 		"ep_one", "https://hooks.example.com/in", // endpoint and URL
-		`badge b-failing`,                // status
-		"50 %",                           // one of the two attempts succeeded
+		`badge b-failing`,                 // status
+		"50 %",                            // one of the two attempts succeeded
 		`datetime="2025-03-04T05:06:07Z"`, // last attempt, as a local-time <time>
 		`/dlq?reason=expired&amp;state=dead`, "erp", `badge b-unreachable`)
 	if strings.Contains(a.body, "Log out") {
