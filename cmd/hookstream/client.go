@@ -14,12 +14,14 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hookstream/hookstream/netguard"
 )
 
 // Defaults of the client flags.
 const (
 	// APIDefault is the API every client command talks to unless --api (or
-	// HOOKSTREAM_API) says otherwise: where `hookstream serve` listens.
+	// HOOKSTREAM_SERVER) says otherwise: where `hookstream serve` listens.
 	APIDefault = "http://127.0.0.1:8080"
 	// ClientTimeoutDefault bounds one API request.
 	ClientTimeoutDefault = 60 * time.Second
@@ -39,10 +41,15 @@ type clientFlags struct {
 	token string
 }
 
+// addClientFlags adds --api and --api-token, read from HOOKSTREAM_SERVER and
+// HOOKSTREAM_TOKEN when not given: the only environment names every client
+// command reads (HOOKSTREAM_API_TOKEN is the server's --api-token).
 func addClientFlags(fs *flag.FlagSet) *clientFlags {
 	cf := &clientFlags{}
 	fs.StringVar(&cf.api, "api", APIDefault, "base URL of the hookstream API")
 	fs.StringVar(&cf.token, "api-token", "", "bearer token for the API")
+	setEnvTwin(fs, "api", envServer)
+	setEnvTwin(fs, "api-token", envToken)
 	return cf
 }
 
@@ -96,8 +103,14 @@ type notRunningError struct {
 }
 
 func (e *notRunningError) Error() string {
-	return "connection refused: is `hookstream serve` running at " + e.base + "?"
+	return "connection refused: is `hookstream serve` running at " + netguard.RedactURL(e.base) + "?"
 }
+
+// redactedError shows err with the URLs it names redacted.
+type redactedError struct{ err error }
+
+func (e redactedError) Error() string { return netguard.RedactError(e.err) }
+func (e redactedError) Unwrap() error { return e.err }
 
 func (e *notRunningError) Unwrap() error { return e.err }
 
@@ -150,8 +163,9 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		// The *url.Error names the method and the URL (never the token).
-		return nil, err
+		// The *url.Error names the method and the URL (never the token); a
+		// user name, password or query value in --api is hidden.
+		return nil, redactedError{err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
@@ -161,7 +175,7 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := errorText(resp, data)
 		if resp.StatusCode == http.StatusUnauthorized {
-			msg += " (give --api-token or set HOOKSTREAM_API_TOKEN)"
+			msg += " (give --api-token or set " + envToken + ")"
 		}
 		return nil, &apiError{Status: resp.StatusCode, Msg: msg}
 	}

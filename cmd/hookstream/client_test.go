@@ -32,20 +32,20 @@ func TestClientAgainstAPIServer(t *testing.T) {
 	t.Cleanup(hs.Close)
 	ctx := context.Background()
 
-	r := runCLI(t, ctx, map[string]string{"HOOKSTREAM_API": hs.URL, "HOOKSTREAM_API_TOKEN": "s3cret"}, "", "events", "show", "crm:42/7")
+	r := runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": hs.URL, "HOOKSTREAM_TOKEN": "s3cret"}, "", "events", "show", "crm:42/7")
 	if r.code != 0 || !jsonEqual(t, r.stdout, `{"id":"crm:42/7"}`) {
 		t.Errorf("with the token: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
-	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_API": hs.URL}, "", "events", "show", "e1")
+	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": hs.URL}, "", "events", "show", "e1")
 	wantOneErrorLine(t, r, 1, "401: authorization: a valid bearer token is required")
 
-	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_API": hs.URL + "/", "HOOKSTREAM_API_TOKEN": "s3cret"}, "", "events", "show", "e1")
+	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": hs.URL + "/", "HOOKSTREAM_TOKEN": "s3cret"}, "", "events", "show", "e1")
 	if r.code != 0 {
 		t.Errorf("base URL with a trailing slash: code %d, stderr %q", r.code, r.stderr)
 	}
 
-	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_API_TOKEN": "s3cret"}, "", "events", "show", "e1", "--api", strings.TrimPrefix(hs.URL, "http://"))
+	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_TOKEN": "s3cret"}, "", "events", "show", "e1", "--api", strings.TrimPrefix(hs.URL, "http://"))
 	if r.code != 0 {
 		t.Errorf("base URL without a scheme: code %d, stderr %q", r.code, r.stderr)
 	}

@@ -77,7 +77,7 @@ func (s *server) stop(t testing.TB) {
 // cliJSON runs a client command against s and decodes its JSON output.
 func (s *server) cliJSON(t *testing.T, v any, args ...string) {
 	t.Helper()
-	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_API": s.url}, "", args...)
+	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_SERVER": s.url}, "", args...)
 	if r.code != 0 {
 		t.Fatalf("hookstream %v: exit %d: %s", args, r.code, r.stderr)
 	}
@@ -298,7 +298,7 @@ func TestEndToEndOutageCatchupAndReplay(t *testing.T) {
 		defer mu.Unlock()
 		return got[rec.Event.ID] == 1
 	})
-	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_API": srv.url}, "", "dlq", "replay", rec.ID)
+	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_SERVER": srv.url}, "", "dlq", "replay", rec.ID)
 	if r.code == 0 || !strings.Contains(r.stderr, "409") {
 		t.Fatalf("second replay: exit %d, %s", r.code, r.stderr)
 	}

@@ -12,29 +12,85 @@ import (
 // envPrefix starts the environment twin of every flag.
 const envPrefix = "HOOKSTREAM_"
 
-// envName is the environment twin of a flag: --api-token is
+// envName is the environment twin of a server flag: --api-token is
 // HOOKSTREAM_API_TOKEN.
 func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// newFlagSet returns a flag set for the command name ("endpoints add") that
-// reports to stderr and does not exit on errors: parseFlags turns them into
-// usage errors.
+// Environment names of the client commands. They read these and nothing
+// else from the environment: a server's settings (HOOKSTREAM_DATA,
+// HOOKSTREAM_CONCURRENCY, …) are often exported where a client runs, and
+// read by a client they would turn into event data, endpoint settings or a
+// skipped confirmation. No server flag has one of these names.
+const (
+	envServer     = "HOOKSTREAM_SERVER"      // --api of every client command
+	envToken      = "HOOKSTREAM_TOKEN"       // --api-token of every client command
+	envSinkSecret = "HOOKSTREAM_SINK_SECRET" // --secret of `hookstream sink`
+)
+
+// newFlagSet returns the flag set of a client command ("endpoints add"):
+// only the flags given a twin with setEnvTwin are read from the
+// environment. It reports to stderr and does not exit on errors: parseFlags
+// turns them into usage errors.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { printFlagUsage(fs, "hookstream "+name+" [flags]") }
+	fs.Usage = func() { printFlagUsage(fs, "hookstream "+name+" [flags]", false) }
 	return fs
 }
 
-// setSynopsis replaces the first usage line of fs ("hookstream endpoints
-// show ID").
-func setSynopsis(fs *flag.FlagSet, synopsis string) {
-	fs.Usage = func() { printFlagUsage(fs, synopsis) }
+// newServerFlagSet returns the flag set of a server role: every flag has its
+// HOOKSTREAM_* twin (parseServerFlags reads them).
+func newServerFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printFlagUsage(fs, "hookstream "+name+" [flags]", true) }
+	return fs
 }
 
-func printFlagUsage(fs *flag.FlagSet, synopsis string) {
+// setSynopsis replaces the first usage line of a client command's fs
+// ("hookstream endpoints show ID").
+func setSynopsis(fs *flag.FlagSet, synopsis string) {
+	fs.Usage = func() { printFlagUsage(fs, synopsis, false) }
+}
+
+// twinValue is the Value of a client flag that an environment variable
+// fills when the flag is not given.
+type twinValue struct {
+	flag.Value
+	env string
+}
+
+// IsBoolFlag keeps a wrapped boolean flag usable without a value.
+func (v *twinValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// setEnvTwin makes env the environment variable that fills the client flag
+// name when it is not given. Confirmations (--yes) never get one.
+func setEnvTwin(fs *flag.FlagSet, name, env string) {
+	f := fs.Lookup(name)
+	if f == nil {
+		panic("setEnvTwin: no flag --" + name)
+	}
+	f.Value = &twinValue{Value: f.Value, env: env}
+}
+
+// flagEnv is the environment variable that fills f in a flag set of the
+// given kind, "" for none.
+func flagEnv(f *flag.Flag, server bool) string {
+	if tv, ok := f.Value.(*twinValue); ok {
+		return tv.env
+	}
+	if server {
+		return envName(f.Name)
+	}
+	return ""
+}
+
+func printFlagUsage(fs *flag.FlagSet, synopsis string, server bool) {
 	w := fs.Output()
 	fmt.Fprintf(w, "usage: %s\n", synopsis)
 	n := 0
@@ -42,30 +98,59 @@ func printFlagUsage(fs *flag.FlagSet, synopsis string) {
 	if n == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nflags (each also read from its environment twin when not given):\n")
+	if server {
+		fmt.Fprintf(w, "\nflags (each also read from its environment twin when not given):\n")
+	} else {
+		fmt.Fprintf(w, "\nflags (only those that name an environment variable are read from it when not given):\n")
+	}
 	fs.VisitAll(func(f *flag.Flag) {
-		typ, usage := flag.UnquoteUsage(f)
+		shown := *f
+		if tv, ok := f.Value.(*twinValue); ok {
+			shown.Value = tv.Value // for UnquoteUsage's type name
+		}
+		typ, usage := flag.UnquoteUsage(&shown)
 		head := "  --" + f.Name
 		if typ != "" {
 			head += " " + typ
 		}
-		fmt.Fprintf(w, "%s\n      %s (%s", head, usage, envName(f.Name))
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
-			fmt.Fprintf(w, ", default %s", f.DefValue)
+		var notes []string
+		if env := flagEnv(f, server); env != "" {
+			notes = append(notes, env)
 		}
-		fmt.Fprintf(w, ")\n")
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+			notes = append(notes, "default "+f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n      %s", head, usage)
+		if len(notes) > 0 {
+			fmt.Fprintf(w, " (%s)", strings.Join(notes, ", "))
+		}
+		fmt.Fprintf(w, "\n")
 	})
 }
 
-// parseFlags parses args into fs, letting flags come before, between and
-// after positional arguments (a "--" ends the flags), then gives every flag
-// that was not on the command line the value of its HOOKSTREAM_* environment
-// twin, if that is set and not empty. env is os.LookupEnv in production.
+// parseFlags parses a client command's args into fs (see parseArgs), then
+// gives each flag that has an environment twin (setEnvTwin) and was not on
+// the command line the twin's value, if that is set and not empty. No other
+// flag is read from the environment. env is os.LookupEnv in production.
+func parseFlags(fs *flag.FlagSet, args []string, env func(string) (string, bool)) error {
+	return parseArgs(fs, args, env, false)
+}
+
+// parseServerFlags is parseFlags for a server role: every flag not on the
+// command line is read from its HOOKSTREAM_* twin.
+func parseServerFlags(fs *flag.FlagSet, args []string, env func(string) (string, bool)) error {
+	return parseArgs(fs, args, env, true)
+}
+
+// parseArgs lets flags come before, between and after positional arguments
+// (a "--" ends the flags), then fills the flags not given from their
+// environment twins (every flag's with server, only the declared ones
+// without).
 //
 // A bad flag is a usage error, and so is a bad environment value, whose error
 // names the variable (never its value, which may be a secret); -h prints the
 // usage and returns errHelp.
-func parseFlags(fs *flag.FlagSet, args []string, env func(string) (string, bool)) error {
+func parseArgs(fs *flag.FlagSet, args []string, env func(string) (string, bool), server bool) error {
 	out := fs.Output()
 	// The flag package prints its own error and the usage on every mistake;
 	// the CLI prints one line instead, so it is silenced while parsing.
@@ -104,10 +189,10 @@ func parseFlags(fs *flag.FlagSet, args []string, env func(string) (string, bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || env == nil {
+		name := flagEnv(f, server)
+		if given[f.Name] || env == nil || name == "" {
 			return
 		}
-		name := envName(f.Name)
 		v, ok := env(name)
 		if !ok || v == "" {
 			return

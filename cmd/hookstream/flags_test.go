@@ -23,7 +23,6 @@ func TestEnvName(t *testing.T) {
 	for flagName, want := range map[string]string{
 		"api-token":       "HOOKSTREAM_API_TOKEN",
 		"nats-url":        "HOOKSTREAM_NATS_URL",
-		"api":             "HOOKSTREAM_API",
 		"expected-window": "HOOKSTREAM_EXPECTED_WINDOW",
 	} {
 		if got := envName(flagName); got != want {
@@ -43,9 +42,10 @@ type testFlags struct {
 	secrets *listFlag
 }
 
+// newTestFlags is a server role's flag set: every flag has its twin.
 func newTestFlags() *testFlags {
 	out := &bytes.Buffer{}
-	fs := newFlagSet("things list", out)
+	fs := newServerFlagSet("things list", out)
 	tf := &testFlags{fs: fs, out: out, secrets: &listFlag{}}
 	tf.token = fs.String("api-token", "", "token")
 	tf.limit = fs.Int("limit", 0, "limit")
@@ -110,7 +110,7 @@ func TestParseFlagsEnvTwins(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tf := newTestFlags()
-			if err := parseFlags(tf.fs, tt.args, mapEnv(tt.env)); err != nil {
+			if err := parseServerFlags(tf.fs, tt.args, mapEnv(tt.env)); err != nil {
 				t.Fatalf("parseFlags: %v", err)
 			}
 			if *tf.token != tt.token || *tf.limit != tt.limit || *tf.all != tt.all || *tf.poll != tt.poll {
@@ -133,7 +133,7 @@ func TestParseFlagsEnvTwins(t *testing.T) {
 func TestParseFlagsEnvCountsAsGiven(t *testing.T) {
 	t.Parallel()
 	tf := newTestFlags()
-	if err := parseFlags(tf.fs, nil, mapEnv(map[string]string{"HOOKSTREAM_LIMIT": "5"})); err != nil {
+	if err := parseServerFlags(tf.fs, nil, mapEnv(map[string]string{"HOOKSTREAM_LIMIT": "5"})); err != nil {
 		t.Fatal(err)
 	}
 	if !given(tf.fs, "limit") {
@@ -166,7 +166,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tf := newTestFlags()
-			err := parseFlags(tf.fs, tt.args, mapEnv(tt.env))
+			err := parseServerFlags(tf.fs, tt.args, mapEnv(tt.env))
 			if err == nil {
 				t.Fatal("parseFlags succeeded, want an error")
 			}
@@ -190,7 +190,7 @@ func TestParseFlagsErrors(t *testing.T) {
 func TestParseFlagsHelp(t *testing.T) {
 	t.Parallel()
 	tf := newTestFlags()
-	err := parseFlags(tf.fs, []string{"-h"}, nil)
+	err := parseServerFlags(tf.fs, []string{"-h"}, nil)
 	if !errors.Is(err, errHelp) {
 		t.Fatalf("parseFlags(-h) = %v, want errHelp", err)
 	}
@@ -206,20 +206,29 @@ func TestRunEnvTwins(t *testing.T) {
 	api := newFakeAPI(t, answerJSON(200, `{"items":[]}`))
 	ctx := context.Background()
 
-	// HOOKSTREAM_API and HOOKSTREAM_API_TOKEN point the client.
+	// HOOKSTREAM_SERVER and HOOKSTREAM_TOKEN point the client.
 	r := runCLI(t, ctx, api.env(), "", "endpoints", "list")
 	if r.code != 0 {
 		t.Fatalf("endpoints list: code %d, stderr %q", r.code, r.stderr)
 	}
 	// The flag overrides the environment.
-	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_API": "http://127.0.0.1:1", "HOOKSTREAM_API_TOKEN": "env-token"}, "",
+	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": "http://127.0.0.1:1", "HOOKSTREAM_TOKEN": "env-token"}, "",
 		"endpoints", "list", "--api", api.URL, "--api-token", "flag-token")
 	if r.code != 0 {
 		t.Fatalf("endpoints list --api: code %d, stderr %q", r.code, r.stderr)
 	}
+	// A bad value in the environment: one line naming the variable.
+	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": "ftp://x"}, "", "endpoints", "list")
+	wantOneErrorLine(t, r, 2, "--api: scheme must be http or https")
+	// The server's names point nowhere: HOOKSTREAM_API_TOKEN is the
+	// server's --api-token, and HOOKSTREAM_LIMIT no client reads.
+	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": api.URL, "HOOKSTREAM_API_TOKEN": "server-token", "HOOKSTREAM_LIMIT": "many", "HOOKSTREAM_API": "http://127.0.0.1:1"}, "", "endpoints", "list")
+	if r.code != 0 {
+		t.Fatalf("endpoints list with server variables set: code %d, stderr %q", r.code, r.stderr)
+	}
 	reqs := api.requests()
-	if len(reqs) != 2 {
-		t.Fatalf("API got %d requests, want 2", len(reqs))
+	if len(reqs) != 3 {
+		t.Fatalf("API got %d requests, want 3", len(reqs))
 	}
 	if got := reqs[0].Header.Get("Authorization"); got != "Bearer tok-123" {
 		t.Errorf("Authorization from env = %q", got)
@@ -227,10 +236,10 @@ func TestRunEnvTwins(t *testing.T) {
 	if got := reqs[1].Header.Get("Authorization"); got != "Bearer flag-token" {
 		t.Errorf("Authorization from flag = %q", got)
 	}
-	// A bad value in the environment: one line naming the variable.
-	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_API": api.URL, "HOOKSTREAM_LIMIT": "many"}, "", "endpoints", "list")
-	wantOneErrorLine(t, r, 2, "HOOKSTREAM_LIMIT: invalid value for --limit")
-	if n := len(api.requests()); n != 2 {
-		t.Errorf("a command with a bad environment value sent a request (%d in all)", n)
+	if got := reqs[2].Header.Get("Authorization"); got != "" {
+		t.Errorf("Authorization from HOOKSTREAM_API_TOKEN = %q, want none", got)
+	}
+	if got := reqs[2].Query.Get("limit"); got != "" {
+		t.Errorf("limit from HOOKSTREAM_LIMIT = %q, want none", got)
 	}
 }

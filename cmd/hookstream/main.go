@@ -67,14 +67,16 @@ type command struct {
 
 // commands is the command table, in the order usage lists it.
 func commands() []*command {
-	role := func(f func(context.Context, []string, io.Writer, io.Writer) error) func(*cli, context.Context, []string) error {
-		return func(c *cli, ctx context.Context, args []string) error { return f(ctx, args, c.stdout, c.stderr) }
+	role := func(name string) func(*cli, context.Context, []string) error {
+		return func(c *cli, ctx context.Context, args []string) error {
+			return runRole(ctx, name, args, c.env, c.stdout, c.stderr)
+		}
 	}
 	return []*command{
-		{name: "serve", summary: "run everything in one process on an embedded NATS", run: role(runServe)},
-		{name: "api", summary: "run the HTTP API role against --nats-url", run: role(runAPI)},
-		{name: "dispatcher", summary: "run the dispatcher role against --nats-url", run: role(runDispatcher)},
-		{name: "poller", summary: "run the poller role against --nats-url", run: role(runPoller)},
+		{name: "serve", summary: "run everything in one process on an embedded NATS", run: role(roleServe)},
+		{name: "api", summary: "run the HTTP API role against --nats-url", run: role(roleAPI)},
+		{name: "dispatcher", summary: "run the dispatcher role against --nats-url", run: role(roleDispatcher)},
+		{name: "poller", summary: "run the poller role against --nats-url", run: role(rolePoller)},
 		{name: "publish", summary: "publish an event", run: (*cli).publish},
 		{name: "endpoints", summary: "manage endpoints", sub: endpointsCommands()},
 		{name: "events", summary: "inspect events", sub: eventsCommands()},
@@ -176,8 +178,10 @@ func printUsage(w io.Writer, cmd *command, path []string) {
 	for _, s := range cmd.sub {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, s.name, s.summary)
 	}
-	fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags. A flag not given is read from its\n", prefix)
-	fmt.Fprintf(w, "environment twin: --api-token from HOOKSTREAM_API_TOKEN, --nats-url from HOOKSTREAM_NATS_URL.\n")
+	fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags. The server roles (serve, api,\n", prefix)
+	fmt.Fprintf(w, "dispatcher, poller) read each flag not given from its environment twin: --nats-url from\n")
+	fmt.Fprintf(w, "HOOKSTREAM_NATS_URL. The other commands read only %s (--api) and\n", envServer)
+	fmt.Fprintf(w, "%s (--api-token), and sink %s (--secret).\n", envToken, envSinkSecret)
 }
 
 func (c *cli) version(_ context.Context, args []string) error {

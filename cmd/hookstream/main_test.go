@@ -114,7 +114,7 @@ func (f *fakeAPI) requests() []recorded {
 
 // env is the environment pointing the CLI at the fake API with a token.
 func (f *fakeAPI) env() map[string]string {
-	return map[string]string{"HOOKSTREAM_API": f.URL, "HOOKSTREAM_API_TOKEN": "tok-123"}
+	return map[string]string{"HOOKSTREAM_SERVER": f.URL, "HOOKSTREAM_TOKEN": "tok-123"}
 }
 
 // answerJSON answers every request with code and body.
@@ -175,7 +175,9 @@ func TestRunHelpAndUsage(t *testing.T) {
 		{name: "--help", args: []string{"--help"}, code: 0, stdoutHas: "sink"},
 		{name: "help group", args: []string{"help", "dlq"}, code: 0, stdoutHas: "tail"},
 		{name: "group -h", args: []string{"endpoints", "-h"}, code: 0, stdoutHas: "rotate-secret"},
-		{name: "leaf -h", args: []string{"publish", "-h"}, code: 0, stderrHas: "HOOKSTREAM_DATA", stdoutNone: true},
+		{name: "leaf -h", args: []string{"publish", "-h"}, code: 0, stderrHas: "HOOKSTREAM_SERVER", stdoutNone: true},
+		{name: "leaf -h names the token", args: []string{"publish", "-h"}, code: 0, stderrHas: "HOOKSTREAM_TOKEN", stdoutNone: true},
+		{name: "role -h", args: []string{"serve", "-h"}, code: 0, stderrHas: "HOOKSTREAM_DATA", stdoutNone: true},
 		{name: "help leaf", args: []string{"help", "endpoints", "add"}, code: 0, stderrHas: "--rate-limit", stdoutNone: true},
 		{name: "no command", args: nil, code: 2, stderrHas: "usage: hookstream", errorLine: "hookstream: no command given"},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderrHas: "usage: hookstream", errorLine: `hookstream: unknown command "frobnicate"`},
@@ -243,7 +245,7 @@ func TestRunAPIErrorIsOneLine(t *testing.T) {
 		{
 			name:   "unauthorized gets a hint",
 			answer: answerJSON(http.StatusUnauthorized, `{"error":"authorization: a valid bearer token is required"}`),
-			want:   "hookstream: 401: authorization: a valid bearer token is required (give --api-token or set HOOKSTREAM_API_TOKEN)",
+			want:   "hookstream: 401: authorization: a valid bearer token is required (give --api-token or set HOOKSTREAM_TOKEN)",
 		},
 		{
 			name: "not json",

@@ -95,26 +95,13 @@ func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
 	return f
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runRole(ctx, roleServe, args, stdout, stderr)
-}
-
-func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runRole(ctx, roleAPI, args, stdout, stderr)
-}
-
-func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runRole(ctx, roleDispatcher, args, stdout, stderr)
-}
-
-func runPoller(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runRole(ctx, rolePoller, args, stdout, stderr)
-}
-
-func runRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(role, stderr)
+// runRole runs a server role's command line; env is os.LookupEnv in
+// production. Every server flag is read from its HOOKSTREAM_* twin when not
+// given.
+func runRole(ctx context.Context, role string, args []string, env func(string) (string, bool), stdout, stderr io.Writer) error {
+	fs := newServerFlagSet(role, stderr)
 	f := addServerFlags(fs, role)
-	if err := parseFlags(fs, args, os.LookupEnv); err != nil {
+	if err := parseServerFlags(fs, args, env); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -243,6 +243,7 @@ func (c *cli) sink(ctx context.Context, args []string) error {
 	listen := fs.String("listen", SinkListenDefault, "address to listen on")
 	var secrets listFlag
 	fs.Var(&secrets, "secret", "endpoint secret whsec_… to verify with (repeatable or comma-separated; required unless --no-verify)")
+	setEnvTwin(fs, "secret", envSinkSecret)
 	noVerify := fs.Bool("no-verify", false, "answer whatever the signature (still checked and printed when --secret is given)")
 	failFirst := fs.Int("fail-first", 0, "answer 500 to the first N attempts of each webhook-id")
 	status := fs.Int("status", SinkStatusDefault, "status answered to every request no other rule fails")

@@ -342,7 +342,7 @@ func TestSinkCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb syncBuffer
-	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, env: mapEnv(map[string]string{"HOOKSTREAM_SECRET": sinkSecret + "," + sinkSecret2}), now: func() time.Time { return testNow }}
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, env: mapEnv(map[string]string{"HOOKSTREAM_SINK_SECRET": sinkSecret + "," + sinkSecret2}), now: func() time.Time { return testNow }}
 	done := make(chan int, 1)
 	go func() { done <- c.run(ctx, []string{"sink", "--listen", "127.0.0.1:0", "--fail-first", "1"}) }()
 

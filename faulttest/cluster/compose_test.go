@@ -373,8 +373,9 @@ func checkAPI(t *testing.T, name string, s composeService, flags map[string]stri
 	if hc := s.Healthcheck.Test; len(hc) < 3 || hc[0] != "CMD" || filepath.Base(hc[1]) != "hookstream" {
 		t.Errorf("%s: healthcheck %q, want a hookstream client command", name, hc)
 	}
-	if env := s.Environment["HOOKSTREAM_API_TOKEN"]; !apiToken.MatchString(env) {
-		t.Errorf("%s: HOOKSTREAM_API_TOKEN %q in its environment, want ${HOOKSTREAM_API_TOKEN:?…} for the healthcheck's client", name, env)
+	// Client commands read the token from HOOKSTREAM_TOKEN only.
+	if env := s.Environment["HOOKSTREAM_TOKEN"]; !apiToken.MatchString(env) {
+		t.Errorf("%s: HOOKSTREAM_TOKEN %q in its environment, want ${HOOKSTREAM_API_TOKEN:?…} for the healthcheck's client", name, env)
 	}
 	host, port, err := splitHostPort(flags["http"])
 	if err != nil || host != "0.0.0.0" {
