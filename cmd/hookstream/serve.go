@@ -60,6 +60,9 @@ type serverFlags struct {
 	retryMaxInterval, retryMaxAge, retryMinDelay            time.Duration
 	failingAfter, concurrency                               int
 	secretOverlap, shutdownTimeout, pollTick                time.Duration
+
+	httpReadTimeout, httpWriteTimeout, httpIdleTimeout time.Duration
+	httpMaxConns                                       int
 }
 
 func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
@@ -92,7 +95,19 @@ func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
 	fs.DurationVar(&f.secretOverlap, "secret-overlap", endpoints.SecretOverlapDefault, "how long a rotated-out secret keeps signing")
 	fs.DurationVar(&f.pollTick, "poll-tick", poller.TickDefault, "how often the poller looks for due sources")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", ShutdownTimeoutDefault, "how long in-flight work may take to finish on SIGTERM")
+	fs.DurationVar(&f.httpReadTimeout, "http-read-timeout", api.ReadTimeoutDefault, "longest time to read one HTTP request, body included")
+	fs.DurationVar(&f.httpWriteTimeout, "http-write-timeout", api.WriteTimeoutDefault, "longest time from an HTTP request's headers to the end of its answer")
+	fs.DurationVar(&f.httpIdleTimeout, "http-idle-timeout", api.IdleTimeoutDefault, "close a keep-alive HTTP connection idle this long")
+	fs.IntVar(&f.httpMaxConns, "http-max-conns", 0, fmt.Sprintf("most HTTP connections open at once; the longest-idle one is closed to let a new one in (0: %d, or half the open-file limit when lower)", api.MaxConnsDefault))
 	return f
+}
+
+// apiConfig is the HTTP server's part of the flags.
+func (f *serverFlags) apiConfig() api.Config {
+	return api.Config{
+		Addr: f.httpAddr, Token: f.apiToken,
+		ReadTimeout: f.httpReadTimeout, WriteTimeout: f.httpWriteTimeout, IdleTimeout: f.httpIdleTimeout, MaxConns: f.httpMaxConns,
+	}
 }
 
 // runRole runs a server role's command line; env is os.LookupEnv in
@@ -142,6 +157,9 @@ func (f *serverFlags) dispatcherConfig(js jetstream.JetStream, log *slog.Logger,
 // setting is one clear line and no half-started process.
 func (f *serverFlags) validate() error {
 	if err := api.CheckListen(f.httpAddr, f.apiToken); err != nil {
+		return err
+	}
+	if err := f.apiConfig().Validate(); err != nil {
 		return err
 	}
 	if err := f.streamsConfig().WithDefaults().Validate(); err != nil {
@@ -283,20 +301,20 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 		return err
 	}
 	routes, ready, starts, later := c.routes, c.ready, c.starts, c.stops
-	httpSrv, err := api.New(api.Config{
-		Addr: f.httpAddr, Token: f.apiToken, Routes: routes, Gatherer: reg, Logger: log, Pages: c.pages,
-		Ready: func() error {
-			if !nc.IsConnected() {
-				return errors.New("nats: not connected")
+	acfg := f.apiConfig()
+	acfg.Routes, acfg.Gatherer, acfg.Logger, acfg.Pages = routes, reg, log, c.pages
+	acfg.Ready = func() error {
+		if !nc.IsConnected() {
+			return errors.New("nats: not connected")
+		}
+		for _, r := range ready {
+			if err := r(); err != nil {
+				return err
 			}
-			for _, r := range ready {
-				if err := r(); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	})
+		}
+		return nil
+	}
+	httpSrv, err := api.New(acfg)
 	if err != nil {
 		return err
 	}
