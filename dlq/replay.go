@@ -58,6 +58,10 @@ func (s *Service) replay(ctx context.Context, m match, eps map[string]error) (*R
 	if state := stateOf(m.st); state != streams.DLQStateDead {
 		return nil, fmt.Errorf("dead letter %s: %w", dl.ID, notDeadError{state})
 	}
+	if dl.Reason == streams.ReasonUndecodable {
+		// Its event is the raw bytes set aside, not one to send.
+		return nil, fmt.Errorf("dead letter %s: an undecodable delivery set aside cannot be replayed: %w", dl.ID, httpjson.ErrConflict)
+	}
 	if err := s.checkEndpoint(ctx, dl.EndpointID, eps); err != nil {
 		return nil, fmt.Errorf("dead letter %s: %w", dl.ID, err)
 	}

@@ -181,3 +181,19 @@ func TestReplayWritesAMissingState(t *testing.T) {
 		t.Fatalf("%d deliveries, want 1", n)
 	}
 }
+
+// A record that set aside bytes no version could read holds no event to
+// send: replaying it is refused and publishes nothing.
+func TestReplayOfAnUndecodableRecordIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.addEndpoint(t, "ep_a", false)
+	dl, _ := b.addRecord(t, rec{endpoint: "ep_a", event: "undecodable:ep_a:7", reason: streams.ReasonUndecodable})
+	code, p := b.do(t, "POST", "/v1/dlq/"+dl.ID+"/replay", nil)
+	if code != 409 || !strings.Contains(errorOf(t, p), "cannot be replayed") {
+		t.Fatalf("replay = %d %s, want 409", code, p)
+	}
+	if n := len(b.deliveries(t, "ep_a")); n != 0 {
+		t.Fatalf("%d deliveries, want none", n)
+	}
+}
