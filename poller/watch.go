@@ -143,12 +143,17 @@ func (p *Poller) setWatchUp(bucket string) {
 	delete(p.watchesDown, bucket)
 }
 
+// setWatchDown records that bucket's watch is down because of err, since
+// the first failure of this outage.
 func (p *Poller) setWatchDown(bucket string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.watchesDown[bucket]; !ok {
-		p.watchesDown[bucket] = watchDown{since: p.cfg.Now(), err: err}
+	d, ok := p.watchesDown[bucket]
+	if !ok {
+		d.since = p.cfg.Now()
 	}
+	d.err = err
+	p.watchesDown[bucket] = d
 }
 
 // Ready reports whether the poller is running on a current view of its

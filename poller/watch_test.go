@@ -34,7 +34,8 @@ func TestReadyFollowsStartAndStop(t *testing.T) {
 // after the missed heartbeats (about 10s) the client's consumer reset finds
 // no stream and closes the watch for good. Ready fails while the watch is
 // down; once a starting role's streams.Ensure has re-created the bucket, the
-// watch is opened again and a source created then is polled.
+// watch is opened again, a source created then is polled, and the sources
+// lost with the old bucket are forgotten.
 func TestSourcesWatchIsOpenedAgainAfterItEnds(t *testing.T) {
 	t.Parallel()
 	env := streamstest.Start(t)
@@ -45,6 +46,9 @@ func TestSourcesWatchIsOpenedAgainAfterItEnds(t *testing.T) {
 	if err := p.Ready(); err != nil {
 		t.Fatalf("Ready = %v", err)
 	}
+	early := newFeedServer(t, newFeed(10, change(1)))
+	putSource(t, p, "early", early.URL+"/changes")
+	waitState(t, p, "early", "the early source polled", func(st *sourceState) bool { return st.Cursor == "1" })
 	ctx := context.Background()
 	if err := env.JS.DeleteStream(ctx, "KV_"+streams.BucketSources); err != nil {
 		t.Fatal(err)
@@ -70,6 +74,11 @@ func TestSourcesWatchIsOpenedAgainAfterItEnds(t *testing.T) {
 	waitState(t, p, "late", "the source created after the watch came back polled", func(st *sourceState) bool { return st.Cursor == "2" })
 	if err := p.Ready(); err != nil {
 		t.Fatalf("Ready after the watch came back = %v", err)
+	}
+	// The view is the bucket's again: the source lost with the old bucket
+	// is forgotten, not polled from a stale view for ever.
+	if _, ok := p.specFor("early"); ok {
+		t.Error("the source of the deleted bucket is still known after the watch came back")
 	}
 	if n := len(sourceEvents(t, env, "late")); n != 2 {
 		t.Fatalf("%d events of the late source, want 2", n)
