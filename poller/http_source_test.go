@@ -1,14 +1,19 @@
 package poller
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
@@ -291,5 +296,45 @@ func TestPollerReportsAFeedThatIsNotJSON(t *testing.T) {
 	got := statusEvents(t, env, "erp")
 	if len(got) != 2 || got[0].To != StatusUnreachable || !strings.Contains(got[0].Error, "bad feed: body: not a JSON object") || got[1].To != StatusHealthy {
 		t.Fatalf("status events = %+v, want → unreachable (bad feed), → healthy", got)
+	}
+}
+
+// A feed answering a malformed status line, which Go's error quotes whole,
+// puts at most 1 KiB of it into the source's last error.
+func TestPollerCutsAHostileFeedsError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(conn, "HTTP/1.1 abc"+strings.Repeat("ü", 20<<10)+"\r\n\r\n")
+			})
+		}
+	})
+	env := streamstest.Start(t)
+	p := newPoller(t, testConfig(env))
+	client := netguard.NewClient(&netguard.Dialer{AllowPrivate: true}, 1, 5*time.Second)
+	t.Cleanup(client.CloseIdleConnections)
+	p.Register("erp", NewHTTPSource("http://"+ln.Addr().String()+"/changes", nil, client), time.Hour, time.Hour)
+	start(t, p)
+	st := waitState(t, p, "erp", "the poll recorded", func(st *sourceState) bool { return st.LastError != "" })
+	if !strings.Contains(st.LastError, "malformed HTTP status code") || len(st.LastError) > 1<<10 || !utf8.ValidString(st.LastError) {
+		t.Fatalf("last_error (%d bytes, valid UTF-8 %v) = %.120q…, want the malformed status in at most 1 KiB", len(st.LastError), utf8.ValidString(st.LastError), st.LastError)
 	}
 }

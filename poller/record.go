@@ -85,9 +85,12 @@ type skippedChange struct {
 	At     time.Time `msgpack:"at"`
 }
 
-// Bounds of a skipped change's record, so that a hostile feed cannot grow a
-// source's state.
+// Bounds of the text a feed can put into a source's state (and its
+// connection.status_changed), so that a hostile feed cannot grow them: a
+// poll's error (Go quotes a malformed status line whole), and a skipped
+// change's record.
 const (
+	maxErrorText     = 1 << 10
 	maxSkippedKept   = 10
 	maxSkippedID     = streams.MaxIDLength
 	maxSkippedCursor = 256

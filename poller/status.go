@@ -48,7 +48,7 @@ func (p *Poller) finish(ctx context.Context, sp spec, start time.Time, pollErr, 
 		next.LastPoll = start
 		switch {
 		case storeErr != nil:
-			next.LastError, next.LastErrorAt = storeErr.Error(), now
+			next.LastError, next.LastErrorAt = cutText(storeErr.Error(), maxErrorText), now
 			next.NextPoll = now.Add(sp.interval)
 		case pollErr == nil:
 			next.Failures, next.Unreachable, next.Backoff = 0, 0, 0
@@ -59,7 +59,7 @@ func (p *Poller) finish(ctx context.Context, sp spec, start time.Time, pollErr, 
 				next.NextPoll = now.Add(sp.interval)
 			}
 		default:
-			msg := pollErr.Error()
+			msg := cutText(pollErr.Error(), maxErrorText)
 			next.Failures++
 			next.LastError, next.LastErrorAt = msg, now
 			switch {
