@@ -29,6 +29,7 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 			Duplicates:  c.dedupFor(c.EventsMaxAge),
 			Replicas:    c.Replicas,
 			MaxMsgSize:  int32(c.RequiredMaxPayload()),
+			AllowDirect: true,
 		},
 		{
 			Name:        StreamDeliveries,
@@ -44,6 +45,8 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 			Duplicates: c.dedupFor(dmax),
 			Replicas:   c.Replicas,
 			MaxMsgSize: int32(c.RequiredMaxPayload()),
+			// Lookups read a delivery by sequence.
+			AllowDirect: true,
 		},
 		{
 			Name:        StreamDLQ,
@@ -56,6 +59,18 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 			Duplicates:  c.dedupFor(c.DLQMaxAge),
 			Replicas:    c.Replicas,
 			MaxMsgSize:  int32(c.RequiredMaxPayload()),
+		},
+		{
+			Name:        StreamIndex,
+			Description: "hookstream event index: event id to EVENTS and DELIVERIES sequences, in hash buckets",
+			Subjects:    []string{SubjectIndex + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      c.EventsMaxAge,
+			Duplicates:  c.dedupFor(c.EventsMaxAge),
+			Replicas:    c.Replicas,
+			AllowDirect: true,
 		},
 		{
 			Name:              StreamAttempts,
@@ -94,7 +109,7 @@ func BucketConfigs(c Config) []jetstream.KeyValueConfig {
 		kv(BucketEndpoints, "endpoint configuration", 0, false),
 		kv(BucketHealth, "endpoint health shared by every dispatcher", 0, false),
 		kv(BucketEventIndex, "event id to stream sequence and fan-out", c.EventsMaxAge, false),
-		kv(BucketDeliveryState, "latest state of each delivery", c.DeliveriesMaxAge(), false),
+		kv(BucketDeliveryState, "state of each failed delivery not yet settled", c.DeliveriesMaxAge(), true),
 		kv(BucketSources, "source configuration", 0, false),
 		kv(BucketSourceState, "source cursors and status", 0, false),
 		kv(BucketDLQState, "dead-letter record state", c.DLQMaxAge, false),
@@ -144,7 +159,7 @@ func flagFor(stream, setting string) string {
 		return "--max-event-data"
 	}
 	switch stream {
-	case StreamEvents, "KV_" + BucketEventIndex:
+	case StreamEvents, StreamIndex, "KV_" + BucketEventIndex:
 		return "--events-max-age"
 	case StreamDeliveries, "KV_" + BucketDeliveryState:
 		return "--retry-max-age"

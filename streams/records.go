@@ -158,6 +158,16 @@ type EventIndex struct {
 	Seq         uint64    `msgpack:"seq"`
 	Endpoints   []string  `msgpack:"endpoints"`
 	FannedOutAt time.Time `msgpack:"fanned_out_at"`
+	// Deliveries are the deliveries the fan-out made, with their DELIVERIES
+	// sequences: a delivery still in the work-queue DELIVERIES is unsettled.
+	Deliveries []IndexDelivery `msgpack:"deliveries"`
+}
+
+// IndexDelivery is one delivery made by the fan-out: its endpoint and its
+// DELIVERIES sequence.
+type IndexDelivery struct {
+	Endpoint string `msgpack:"endpoint"`
+	Seq      uint64 `msgpack:"seq"`
 }
 
 // Secret is one signing secret of an endpoint. During rotation an endpoint

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ServerConfig configures the embedded NATS server.
@@ -34,12 +35,22 @@ type ServerConfig struct {
 	// ReadyTimeout bounds the wait for the server to accept connections.
 	// Defaults to 30 seconds.
 	ReadyTimeout time.Duration
+	// Auth is what clients of Listen must present. Defaults to none, which
+	// StartServer refuses on a Listen beyond loopback (see CheckListen).
+	// Connect's in-process connections authenticate by themselves.
+	Auth ServerAuth
+	// TLS serves Listen over TLS (and, with a CA, requires client
+	// certificates). Defaults to none: plain TCP.
+	TLS ServerTLS
 }
 
 // Server is an embedded NATS server with JetStream on.
 type Server struct {
 	ns   *server.Server
 	once sync.Once
+	// internal signs in the in-process connections when clients must
+	// authenticate: a user nkey made at start, known to nothing else.
+	internal nkeys.KeyPair
 }
 
 // StartServer starts an embedded NATS server and waits until it accepts
@@ -75,6 +86,30 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		}
 		opts.Host, opts.Port = host, port
 	}
+	if err := cfg.Auth.Validate(); err != nil {
+		return nil, err
+	}
+	if err := CheckListen(cfg.Listen, cfg.Auth); err != nil {
+		return nil, err
+	}
+	var internal nkeys.KeyPair
+	if cfg.Auth.Enabled() {
+		var err error
+		if internal, err = authOptions(opts, cfg.Auth); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TLS.Enabled() {
+		if cfg.Listen == "" {
+			return nil, errors.New("nats-tls-cert: the embedded server serves TLS only on --nats-listen")
+		}
+		tc, err := cfg.TLS.config()
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSVerify = tc, true, cfg.TLS.CAFile != ""
+		opts.TLSTimeout = 5
+	}
 	if cfg.ClusterName != "" {
 		host, port, err := splitHostPort(cfg.ClusterListen)
 		if err != nil {
@@ -100,7 +135,31 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("nats: not ready after %s", cfg.ReadyTimeout)
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, internal: internal}, nil
+}
+
+// authOptions sets the server's client authentication to a and adds an
+// internal user nkey for the in-process connections, which it returns.
+// (The server takes a token beside user and nkey lists: a client presenting
+// no nkey is checked against the token.)
+func authOptions(opts *server.Options, a ServerAuth) (nkeys.KeyPair, error) {
+	internal, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("nats: internal user key: %w", err)
+	}
+	pub, err := internal.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("nats: internal user key: %w", err)
+	}
+	opts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
+	for _, k := range a.NKeys {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: k})
+	}
+	if a.User != "" {
+		opts.Users = []*server.User{{Username: a.User, Password: a.Password}}
+	}
+	opts.Authorization = a.Token
+	return internal, nil
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -119,10 +178,18 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 // Connect opens an in-process connection (no network hop) with reconnects
-// on, named name.
+// on, named name. When clients must authenticate, it signs in with the
+// server's internal key: no credential is needed, nor can one leak.
 func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.Name(name), nats.InProcessServer(s.ns), nats.MaxReconnects(-1)}, opts...)
-	return nats.Connect("", opts...)
+	base := []nats.Option{nats.Name(name), nats.InProcessServer(s.ns), nats.MaxReconnects(-1)}
+	if s.internal != nil {
+		pub, err := s.internal.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("nats: internal user key: %w", err)
+		}
+		base = append(base, nats.Nkey(pub, s.internal.Sign))
+	}
+	return nats.Connect("", append(base, opts...)...)
 }
 
 // ClientURL is the server's client URL; empty when it does not listen.
@@ -154,16 +221,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("nats shutdown: %w", ctx.Err())
 	}
-}
-
-// Dial connects to an external NATS server with reconnects on.
-func Dial(url, name string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, opts...)
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("nats-url: connect to %s: %w", url, err)
-	}
-	return nc, nil
 }
 
 // CheckMaxPayload refuses a server whose max_payload is too small for c.
