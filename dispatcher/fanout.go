@@ -41,30 +41,83 @@ func (f *fanout) run(ctx context.Context) {
 			continue
 		}
 		var msgs []jetstream.Msg
+		stale := false
 		for m := range batch.Messages() {
+			if stale {
+				// The rest of the pull goes back too, as it arrives: none
+				// waits here for the catalog.
+				f.putBack(m)
+				continue
+			}
 			msgs = append(msgs, m)
 			// Take what is there now rather than wait for a full batch:
 			// fan-out latency is delivery latency.
 			if len(batch.Messages()) == 0 {
-				f.process(ctx, msgs)
+				stale = !f.process(ctx, msgs)
 				msgs = msgs[:0]
 			}
 		}
 		cancel()
-		if len(msgs) > 0 {
-			f.process(ctx, msgs)
+		if len(msgs) > 0 && !stale {
+			stale = !f.process(ctx, msgs)
+		}
+		if stale {
+			f.waitFresh(ctx)
 		}
 	}
 }
 
+// catchUpWait bounds how long fan-out, holding a group of events, waits for
+// the catalog to apply the endpoints bucket as of now: well inside AckWait,
+// so that no event is sent again to another dispatcher meanwhile.
+func (f *fanout) catchUpWait() time.Duration {
+	return min(f.cfg.AckWait/4, 5*time.Second)
+}
+
+// putBack returns an event that cannot be fanned out from a stale catalog.
+// It is not a failure: it comes back after fanoutRetryDelay, to this
+// dispatcher or another.
+func (f *fanout) putBack(m jetstream.Msg) {
+	if err := m.NakWithDelay(fanoutRetryDelay); err != nil {
+		f.log.Warn("fan-out nak", "err", err, "subject", m.Subject())
+	}
+}
+
+// waitFresh waits, holding no event, until the catalog is up and caught up
+// again (or ctx ends).
+func (f *fanout) waitFresh(ctx context.Context) {
+	for ctx.Err() == nil {
+		f.catalog.waitUp(ctx)
+		cctx, cancel := context.WithTimeout(ctx, f.catchUpWait())
+		err := f.catalog.caughtUp(cctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		waitCtx(ctx, fanoutRetryDelay)
+	}
+}
+
 // process fans out a group of events with all their publishes in flight at
-// once, then acks each event whose publishes were all stored.
-func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) {
+// once, then acks each event whose publishes were all stored. When the
+// catalog is stale (a watch down, or not caught up within catchUpWait) it
+// publishes nothing, puts every event back and reports false: an endpoint
+// the catalog does not know yet must still receive them.
+func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
+	wctx, cancelWait := context.WithTimeout(ctx, f.catchUpWait())
+	err := f.catalog.caughtUp(wctx)
+	cancelWait()
+	if err != nil {
+		if ctx.Err() == nil {
+			f.log.Warn("fan-out: endpoint catalog stale; events put back", "err", err, "events", len(msgs))
+		}
+		for _, m := range msgs {
+			f.putBack(m)
+		}
+		return false
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := f.catalog.caughtUp(cctx); err != nil {
-		f.log.Warn("fan-out: endpoints not caught up", "err", err)
-	}
 	eps := f.catalog.all()
 	work := make([]pendingEvent, len(msgs))
 	outstanding, done := 0, 0
@@ -127,6 +180,7 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) {
 		f.metrics.fannedOut(len(targets))
 	}
 	f.settle(cctx, work[done:])
+	return true
 }
 
 // maxOutstandingPublishes bounds the delivery publishes in flight at once.
