@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,8 +36,22 @@ func (d *Dashboard) withSession(h http.HandlerFunc, needAuth bool) http.Handler 
 		w.Header().Set("Cache-Control", "no-store")
 		se, had := d.sessions.read(r)
 		if !had {
-			se = d.sessions.fresh(d.cfg.Token == "")
-			http.SetCookie(w, d.sessions.cookie(r, se))
+			// The browser may hold a session it did not send: SameSite=Strict
+			// keeps it off requests that another site started. A new cookie
+			// would replace it, so another site could log the user out. A
+			// POST without one never gets one (it cannot pass the CSRF check
+			// anyway); a GET from another site is sent on to the same URL from
+			// this origin, which does send the cookie.
+			switch site := r.Header.Get("Sec-Fetch-Site"); {
+			case r.Method != http.MethodGet && r.Method != http.MethodHead:
+				se = session{}
+			case site == "cross-site" || site == "same-site":
+				hop(w, r)
+				return
+			default:
+				se = d.sessions.fresh(d.cfg.Token == "")
+				http.SetCookie(w, d.sessions.cookie(r, se))
+			}
 		}
 		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, se))
 		post := r.Method == http.MethodPost
@@ -67,6 +82,17 @@ func (d *Dashboard) withSession(h http.HandlerFunc, needAuth bool) http.Handler 
 		}
 		h(w, r)
 	})
+}
+
+// hopPage reloads its URL at once, from this origin.
+var hopPage = template.Must(template.New("hop").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={{.}}">
+<title>hookstream</title></head><body><p><a href="{{.}}">Open the hookstream dashboard</a></p></body></html>
+`))
+
+func hop(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = hopPage.Execute(w, r.URL.RequestURI())
 }
 
 // loginView is the login page.

@@ -574,3 +574,32 @@ func TestStaticAssets(t *testing.T) {
 		t.Errorf("GET app.js = %d", js.status)
 	}
 }
+
+// Another site cannot replace the session: SameSite=Strict keeps the
+// cookie off requests it starts, so those get no new cookie either.
+func TestOtherSitesCannotReplaceTheSession(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t, testToken)
+	for _, site := range []string{"cross-site", "same-site"} {
+		req, _ := http.NewRequest(http.MethodGet, b.srv.URL+"/dlq?state=dead", nil)
+		req.Header.Set("Sec-Fetch-Site", site)
+		a := (&browser{t: t, c: &http.Client{CheckRedirect: b.c.CheckRedirect}}).do(req)
+		if a.status != http.StatusOK || a.header.Get("Set-Cookie") != "" {
+			t.Errorf("GET from %s without a cookie: %d, Set-Cookie %q; want 200 and none", site, a.status, a.header.Get("Set-Cookie"))
+		}
+		mustContain(t, "hop from "+site, a.body, `http-equiv="refresh" content="0; url=/dlq?state=dead"`)
+	}
+	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/logout", strings.NewReader("csrf=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	a := (&browser{t: t, c: &http.Client{CheckRedirect: b.c.CheckRedirect}}).do(req)
+	if a.status != http.StatusForbidden || a.header.Get("Set-Cookie") != "" {
+		t.Errorf("cross-site POST without a cookie: %d, Set-Cookie %q; want 403 and none", a.status, a.header.Get("Set-Cookie"))
+	}
+	// A first visit typed into the address bar gets its session.
+	req, _ = http.NewRequest(http.MethodGet, b.srv.URL+"/login", nil)
+	req.Header.Set("Sec-Fetch-Site", "none")
+	if a := b.do(req); a.header.Get("Set-Cookie") == "" || !strings.Contains(a.body, `name="token"`) {
+		t.Errorf("first visit: %d, Set-Cookie %q", a.status, a.header.Get("Set-Cookie"))
+	}
+}

@@ -182,7 +182,8 @@ func (s *server) api(t *testing.T, method, path string, in any, want int, out an
 }
 
 // receiver is a webhook endpoint that answers 503 until up is set, and
-// records the webhook-id of every request it got.
+// records the webhook-id of every request it got. It also serves an empty
+// change feed at /changes, for a source.
 type receiver struct {
 	*httptest.Server
 	up atomic.Bool
@@ -196,6 +197,11 @@ func newReceiver(t *testing.T) *receiver {
 	rc := &receiver{}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/changes" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"changes":[],"next_cursor":"c-1","has_more":false}`)
+			return
+		}
 		id := r.Header.Get("webhook-id")
 		rc.mu.Lock()
 		rc.got = append(rc.got, id)
