@@ -82,6 +82,15 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 		_ = m.Nak()
 		return
 	}
+	if res.local() {
+		// Our failure (out of descriptors, say), not the endpoint's: no
+		// attempt is counted, its health and schedule are untouched, and
+		// the delivery is tried again shortly.
+		d.metrics.localFailure()
+		log.Error("attempt not made: the failure is this process's, not the endpoint's", "err", res.errorText())
+		_ = m.NakWithDelay(max(cfg.RetryMinDelay, time.Second))
+		return
+	}
 	a := streams.Attempt{
 		EventID: dl.Event.ID, EventType: dl.Event.Type, EndpointID: w.id, Generation: dl.Generation,
 		Attempt: attempt, Time: now.UTC(), Duration: res.duration, StatusCode: res.status,

@@ -3,9 +3,14 @@ package dispatcher_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,5 +272,47 @@ func dispatcherConsumerConfig(cfg dispatcher.Config, id string) jetstream.Consum
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxDeliver: -1,
 		MaxAckPending: cfg.MaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: streams.DeliverySubject(id), MaxWaiting: 512,
+	}
+}
+
+// emfileResolver fails its first lookups as a host out of file descriptors
+// does, then answers loopback.
+type emfileResolver struct{ failures atomic.Int32 }
+
+func (r *emfileResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if r.failures.Add(-1) >= 0 {
+		return nil, &net.DNSError{Err: "socket: " + syscall.EMFILE.Error(), Name: host}
+	}
+	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+}
+
+// Running out of file descriptors is this process's failure, never the
+// endpoint's: no attempt is counted, its health stays healthy, and the
+// delivery goes once descriptors are back.
+func TestOutOfDescriptorsNeverCountsAgainstTheEndpoint(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.FailingAfter = 2
+	res := &emfileResolver{}
+	res.failures.Store(5)
+	cfg.Resolver = res
+	cfg.RetryMinDelay = 5 * time.Millisecond
+	b := setup(t, cfg)
+	r := newReceiver(t)
+	u, err := url.Parse(r.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.addEndpoint("ep", "http://hooks.example.com:"+u.Port()+"/", "a.*")
+	b.publish("e1", "a.b")
+	waitFor(t, "delivered once descriptors are back", func() bool { return r.count("e1") == 1 && len(b.outcomesFor("e1")) == 1 })
+	if o := b.outcomesFor("e1")[0]; o.Attempt != 1 || !o.Delivered {
+		t.Fatalf("outcome = %+v, want delivered on attempt 1", o)
+	}
+	if h := b.health("ep"); h.Status != streams.StatusHealthy || h.Failures != 0 {
+		t.Fatalf("health = %s with %d failures, want healthy and none", h.Status, h.Failures)
+	}
+	if res.failures.Load() >= 0 {
+		t.Fatalf("the resolver's failures were not all met: %d left", res.failures.Load())
 	}
 }

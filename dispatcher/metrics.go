@@ -14,6 +14,7 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec
 	fanout      prometheus.Counter
 	unreadables *prometheus.CounterVec
+	locals      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,10 +40,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Deliveries this build could not read: version (left for a newer dispatcher) or corrupt (set aside in the DLQ).",
 		}, []string{"kind"}),
 	}
+	m.locals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hookstream_delivery_local_failures_total",
+		Help: "Attempts not made because of this process (out of file descriptors, say); never counted against the endpoint.",
+	})
 	for _, k := range []string{"version", "corrupt"} {
 		m.unreadables.WithLabelValues(k)
 	}
-	reg.MustRegister(m.attempts, m.latency, m.deadLetters, m.fanout, m.unreadables)
+	reg.MustRegister(m.attempts, m.latency, m.deadLetters, m.fanout, m.unreadables, m.locals)
 	return m
 }
 
@@ -77,4 +82,11 @@ func (m *metrics) unreadable(kind string) {
 		return
 	}
 	m.unreadables.WithLabelValues(kind).Inc()
+}
+
+func (m *metrics) localFailure() {
+	if m == nil {
+		return
+	}
+	m.locals.Inc()
 }
