@@ -10,12 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/hookstream/hookstream/streams/streamstest"
@@ -103,7 +105,8 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 // TestBrowser drives headless Chromium against the real binary: the login
 // form, an endpoint that fails until its dead letter shows on the DLQ page,
 // a cross-site form refused, Replay pressed until the record is delivered
-// with the same webhook-id, and logout. It saves screenshots of the
+// with the same webhook-id, Replay all matching with its progress, and
+// logout. It saves screenshots of the
 // overview and the DLQ page (into docs/ with HOOKSTREAM_SCREENSHOTS=1).
 func TestBrowser(t *testing.T) {
 	exe := chromium()
@@ -130,16 +133,16 @@ func TestBrowser(t *testing.T) {
 		s.api(t, http.MethodPost, "/v1/events", map[string]any{"id": id, "type": "order.updated", "source": "erp",
 			"data": map[string]any{"order_id": id}}, http.StatusAccepted, nil)
 	}
-	var page struct {
+	var list struct {
 		Items []struct{ ID string } `json:"items"`
 	}
 	streamstest.WaitFor(t, 30*time.Second, "three dead letters", func() bool {
-		s.api(t, http.MethodGet, "/v1/dlq?endpoint="+epID, nil, http.StatusOK, &page)
-		return len(page.Items) == 3
+		s.api(t, http.MethodGet, "/v1/dlq?endpoint="+epID, nil, http.StatusOK, &list)
+		return len(list.Items) == 3
 	})
 	streamstest.WaitFor(t, 30*time.Second, "the warehouse's attempt log", func() bool {
-		s.api(t, http.MethodGet, "/v1/endpoints/"+wh.ID+"/attempts", nil, http.StatusOK, &page)
-		return len(page.Items) == 3
+		s.api(t, http.MethodGet, "/v1/endpoints/"+wh.ID+"/attempts", nil, http.StatusOK, &list)
+		return len(list.Items) == 3
 	})
 
 	ctx := browserSession(t, exe)
@@ -224,6 +227,39 @@ func TestBrowser(t *testing.T) {
 	if _, delivered := erp.count("po-1002"); delivered != 0 {
 		t.Errorf("po-1002 was delivered without a replay")
 	}
+
+	// Replay all matching, confirmed in the dialog: the job page shows its
+	// progress until it is done, and the other two are delivered.
+	dctx, stopDialogs := context.WithCancel(ctx)
+	dialogs := chromedp.Events(dctx, page.JavascriptDialogOpening)
+	dialogsDone := make(chan struct{})
+	var confirmed atomic.Int32
+	go func() {
+		defer close(dialogsDone)
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			confirmed.Add(1)
+			_, _ = chromedp.Call(dctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	bulk := `form[action="/dlq/replay"] button`
+	step(t, ctx, "replay all matching", chromedp.Navigate(s.URL+"/dlq?state=dead&endpoint="+epID), chromedp.WaitVisible(chromedp.CSS(bulk)),
+		chromedp.Click(chromedp.CSS(bulk)), chromedp.WaitVisible(chromedp.CSS("#job-state .b-done")))
+	stopDialogs()
+	<-dialogsDone
+	if confirmed.Load() != 1 {
+		t.Errorf("%d confirm dialogs, want 1", confirmed.Load())
+	}
+	if got := text(t, ctx, `[data-field="replayed"]`); got != "2" {
+		t.Errorf("the job replayed %q, want 2", got)
+	}
+	streamstest.WaitFor(t, 30*time.Second, "po-1002 and po-1003 delivered", func() bool {
+		_, a := erp.count("po-1002")
+		_, b := erp.count("po-1003")
+		return a == 1 && b == 1
+	})
 
 	step(t, ctx, "log out", chromedp.Click(chromedp.CSS(".logout button")), chromedp.WaitVisible(chromedp.ID("token")))
 	if got := text(t, ctx, ".flash.ok"); !strings.Contains(got, "logged out") {
