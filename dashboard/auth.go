@@ -135,7 +135,11 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
-	d.sessions.revoke(sessionOf(r))
+	// Only a login is worth remembering as ended; without a token there is
+	// none, and an anonymous session grants nothing.
+	if se := sessionOf(r); se.auth && d.cfg.Token != "" {
+		d.sessions.revoke(se)
+	}
 	http.SetCookie(w, d.sessions.cookie(r, d.sessions.fresh(d.cfg.Token == "")))
 	if d.cfg.Token == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)

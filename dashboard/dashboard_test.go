@@ -438,7 +438,7 @@ func TestEndpointPage(t *testing.T) {
 		t.Fatalf("endpoint page = %d", a.status)
 	}
 	mustContain(t, "endpoint", a.body, "https://hooks.example.com/in", "<code>order.*</code>", "5 consecutive failures",
-		"503 Service Unavailable", "try later", "1.5s", `action="/endpoints/ep_one/disable"`, `action="/endpoints/ep_one/rotate-secret"`,
+		"503 Service Unavailable", "try later", ">1.5s<", `action="/endpoints/ep_one/disable"`, `action="/endpoints/ep_one/rotate-secret"`,
 		`badge b-healthy`) // the history: healthy → failing
 	if strings.Contains(a.body, "whsec_") {
 		t.Error("the endpoint page shows a secret")

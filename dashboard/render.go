@@ -180,6 +180,7 @@ var funcs = template.FuncMap{
 	"plural":     plural,
 	"inputTime":  inputTime,
 	"list":       func(s ...string) []string { return s },
+	"dur":        roundDuration,
 }
 
 // inputTime is an RFC 3339 time as the value of a datetime-local input, in
@@ -225,6 +226,23 @@ func badge(s string) template.HTML {
 	}, s)
 	text := template.HTMLEscapeString(strings.ReplaceAll(s, "_", " "))
 	return template.HTML(`<span class="badge b-` + class + `">` + text + `</span>`)
+}
+
+// roundDuration shows a Go duration string to about three digits
+// ("6.856305ms" as "6.86ms"); anything else as it is.
+func roundDuration(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(10 * time.Millisecond).String()
+	}
 }
 
 func pct(ok, n int) string {
