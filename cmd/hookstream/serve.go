@@ -63,6 +63,8 @@ type serverFlags struct {
 
 	httpReadTimeout, httpWriteTimeout, httpIdleTimeout time.Duration
 	httpMaxConns                                       int
+
+	nats natsFlags
 }
 
 func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
@@ -74,6 +76,7 @@ func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
 	} else {
 		fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS JetStream server or cluster to use")
 	}
+	addNATSFlags(fs, &f.nats, role)
 	fs.StringVar(&f.httpAddr, "http", api.AddrDefault, "HTTP listen address (API, /healthz, /readyz, /metrics)")
 	fs.StringVar(&f.apiToken, "api-token", "", "bearer token required on every /v1 route (required to listen beyond loopback)")
 	fs.BoolVar(&f.allowPrivate, "allow-private-endpoints", false, "allow endpoints and sources on loopback, private and link-local addresses")
@@ -162,6 +165,9 @@ func (f *serverFlags) validate() error {
 	if err := f.apiConfig().Validate(); err != nil {
 		return err
 	}
+	if err := f.validateNATS(); err != nil {
+		return err
+	}
 	if err := f.streamsConfig().WithDefaults().Validate(); err != nil {
 		return err
 	}
@@ -246,7 +252,7 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 		nc  *nats.Conn
 		err error
 	)
-	if f.role == roleServe && f.natsURL == "" {
+	if f.embedded() {
 		dir, err := filepath.Abs(f.data)
 		if err != nil {
 			return fmt.Errorf("data: %w", err)
@@ -254,7 +260,13 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("data: %w", err)
 		}
-		srv, err = streams.StartServer(streams.ServerConfig{StoreDir: dir, Listen: f.natsListen})
+		scfg := streams.ServerConfig{StoreDir: dir, Listen: f.natsListen}
+		if f.natsListen != "" {
+			if scfg.Auth, scfg.TLS, err = f.nats.serverAuth(); err != nil {
+				return err
+			}
+		}
+		srv, err = streams.StartServer(scfg)
 		if err != nil {
 			return err
 		}
@@ -264,10 +276,10 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 			return fmt.Errorf("nats: %w", err)
 		}
 		if u := srv.ClientURL(); u != "" {
-			log.Info("embedded nats listening", "url", u)
+			log.Info("embedded nats listening", "url", u, "auth", scfg.Auth.Mode(), "tls", scfg.TLS.Enabled())
 		}
 	} else {
-		nc, err = streams.Dial(f.natsURL, "hookstream-"+f.role)
+		nc, err = f.nats.dialConfig(f.natsURL, "hookstream-"+f.role).Dial()
 		if err != nil {
 			return err
 		}
@@ -388,6 +400,7 @@ func buildComponents(ctx context.Context, f *serverFlags, js jetstream.JetStream
 		}
 		if f.runs(rolePoller) {
 			c.starts = append(c.starts, p.Start)
+			c.ready = append(c.ready, p.Ready)
 			c.stops = append([]stopper{p}, c.stops...)
 		}
 	}

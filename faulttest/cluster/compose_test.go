@@ -169,6 +169,9 @@ func TestComposeNATSCluster(t *testing.T) {
 		if src := mountOf(s.Volumes, conf); filepath.Clean(src) != filepath.Join("deploy", "nats.conf") {
 			t.Errorf("%s: %s is mounted from %q, want ./deploy/nats.conf", name, conf, src)
 		}
+		if env := s.Environment["HOOKSTREAM_NATS_PASSWORD"]; !natsPassword.MatchString(env) {
+			t.Errorf("%s: HOOKSTREAM_NATS_PASSWORD %q, want ${HOOKSTREAM_NATS_PASSWORD:?…}: nats.conf takes the client password from it", name, env)
+		}
 		sn := s.Environment["NATS_SERVER_NAME"]
 		if sn == "" {
 			t.Errorf("%s: no NATS_SERVER_NAME in its environment (nats.conf takes server_name from it)", name)
@@ -219,19 +222,62 @@ func atoi(s string) int {
 	return n
 }
 
+// interpolation is a compose ${VAR:?message} (or ${VAR}) reference.
+var interpolation = regexp.MustCompile(`\$\{([A-Z0-9_]+)(?::\?[^}]*)?\}`)
+
+// composeValues stands for what .env holds: a value per variable, made up.
+func composeValue(name string) string { return "test-" + strings.ToLower(name) }
+
+// interpolate is what compose makes of a value with composeValue's values.
+func interpolate(v string) string {
+	return interpolation.ReplaceAllStringFunc(v, func(ref string) string {
+		return composeValue(interpolation.FindStringSubmatch(ref)[1])
+	})
+}
+
 // deploy/nats.conf is a valid NATS config for a JetStream cluster node:
 // the server name from the environment, JetStream storing in /data (the
 // volume compose mounts), routes to all three nodes, and a max_payload that
-// holds hookstream's largest dead-letter record.
+// holds hookstream's largest dead-letter record. Clients and routes must
+// authenticate, with passwords from the environment compose gives the node
+// (from .env), never written in the file.
 //
 // Not parallel: t.Setenv.
 func TestNATSConfig(t *testing.T) {
 	f := readCompose(t)
 	names := natsServices(f)
-	t.Setenv("NATS_SERVER_NAME", "nats2")
+	for k, v := range f.Services["nats2"].Environment {
+		t.Setenv(k, interpolate(v))
+	}
+	if os.Getenv("NATS_SERVER_NAME") != "nats2" {
+		t.Fatalf("nats2's environment sets NATS_SERVER_NAME=%q", os.Getenv("NATS_SERVER_NAME"))
+	}
 	opts, err := server.ProcessConfigFile(filepath.Join(repoRoot, "deploy", "nats.conf"))
 	if err != nil {
 		t.Fatalf("deploy/nats.conf: %v", err)
+	}
+	// Clients: user hookstream, the password compose takes from .env.
+	if opts.Username != natsUser || opts.Password != composeValue("HOOKSTREAM_NATS_PASSWORD") {
+		t.Errorf("client authorization = user %q, password %q; want user %s and ${HOOKSTREAM_NATS_PASSWORD} from the environment",
+			opts.Username, opts.Password, natsUser)
+	}
+	if opts.Cluster.Username == "" || opts.Cluster.Password != composeValue("HOOKSTREAM_NATS_CLUSTER_PASSWORD") {
+		t.Errorf("cluster authorization = user %q, password %q; want a user and ${HOOKSTREAM_NATS_CLUSTER_PASSWORD}", opts.Cluster.Username, opts.Cluster.Password)
+	}
+	for _, r := range opts.Routes {
+		if pw, _ := r.User.Password(); r.User.Username() != opts.Cluster.Username || pw != opts.Cluster.Password {
+			t.Errorf("route %s: does not sign in as the cluster's user", r.Redacted())
+		}
+	}
+	if opts.HTTPHost != "127.0.0.1" {
+		t.Errorf("monitoring listens on %q; it has no authentication: want 127.0.0.1 (the healthcheck runs in the container)", opts.HTTPHost)
+	}
+	conf, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(conf), "test-") || !strings.Contains(string(conf), "$HOOKSTREAM_NATS_PASSWORD") {
+		t.Error("deploy/nats.conf does not take the client password from $HOOKSTREAM_NATS_PASSWORD")
 	}
 	if opts.ServerName != "nats2" {
 		t.Errorf("server_name = %q, want it from NATS_SERVER_NAME (nats2)", opts.ServerName)
@@ -311,6 +357,17 @@ func TestComposeRoles(t *testing.T) {
 			if got := strings.Split(flags["nats-url"], ","); !sameSet(got, wantURLs) {
 				t.Errorf("%s: --nats-url %q, want every nats node %v", name, flags["nats-url"], wantURLs)
 			}
+			// NATS credentials: the user on the command line, the password
+			// through --nats-password's twin, so in no command line.
+			if flags["nats-user"] != natsUser {
+				t.Errorf("%s: --nats-user %q, want %s (deploy/nats.conf's user)", name, flags["nats-user"], natsUser)
+			}
+			if _, ok := flags["nats-password"]; ok {
+				t.Errorf("%s: --nats-password on the command line; give it as HOOKSTREAM_NATS_PASSWORD", name)
+			}
+			if env := s.Environment["HOOKSTREAM_NATS_PASSWORD"]; !natsPassword.MatchString(env) {
+				t.Errorf("%s: HOOKSTREAM_NATS_PASSWORD %q, want ${HOOKSTREAM_NATS_PASSWORD:?…}", name, env)
+			}
 			if flags["replicas"] != "3" {
 				t.Errorf("%s: --replicas %q, want 3", name, flags["replicas"])
 			}
@@ -362,6 +419,13 @@ func TestComposeRoles(t *testing.T) {
 // apiToken is a compose interpolation that refuses to start without the
 // variable: the api listens beyond loopback, where a token is required.
 var apiToken = regexp.MustCompile(`^\$\{HOOKSTREAM_API_TOKEN:\?[^}]*\}$`)
+
+// natsPassword is the interpolation of the NATS client password, set in
+// .env and refused when missing.
+var natsPassword = regexp.MustCompile(`^\$\{HOOKSTREAM_NATS_PASSWORD:\?[^}]*\}$`)
+
+// natsUser is the NATS user of deploy/nats.conf that the roles connect as.
+const natsUser = "hookstream"
 
 func checkAPI(t *testing.T, name string, s composeService, flags map[string]string) {
 	t.Helper()
