@@ -201,6 +201,10 @@ func TestBrowser(t *testing.T) {
 	}
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
+		if r.URL.Path == "/link" {
+			fmt.Fprintf(w, `<!doctype html><a id="go" href="%s">the dead letters</a>`, html.EscapeString(s.URL+"/dlq?state=dead"))
+			return
+		}
 		fmt.Fprintf(w, `<!doctype html><form method="post" action="%s"><input type="hidden" name="csrf" value="%s"></form>`+
 			`<script>document.forms[0].submit()</script>`, html.EscapeString(s.URL+"/dlq/"+dlID+"/replay"), html.EscapeString(csrf.Value))
 	}))
@@ -215,6 +219,26 @@ func TestBrowser(t *testing.T) {
 	s.api(t, http.MethodGet, "/v1/dlq/"+dlID, nil, http.StatusOK, &rec)
 	if rec.State != "dead" {
 		t.Fatalf("after the cross-site forms the record is %q, want dead", rec.State)
+	}
+	// Those requests did not end the session, and a link from another site
+	// opens the page logged in (SameSite=Strict keeps the cookie off the
+	// link's request; the page sends the browser on from this origin).
+	step(t, ctx, "follow a link from another site", chromedp.Navigate(strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)+"/link"),
+		chromedp.Click(chromedp.ID("go")), chromedp.WaitVisible(chromedp.CSS(row+" button")))
+
+	// The time filter takes the viewer's local time (Berlin here) and
+	// sends UTC.
+	setSince := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[string](`document.getElementById("f-since").value = "2000-01-01T00:00:00"`)(ctx, tg)
+		return err
+	})
+	step(t, ctx, "filter by a local time", setSince,
+		chromedp.Click(chromedp.CSS(`form.filters button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(row+" button")))
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.Contains(loc, "since=1999-12-31T23%3A00%3A00Z") || strings.Contains(loc, "since_local") {
+		t.Errorf("filtered at %s, want since=1999-12-31T23:00:00Z (midnight in Berlin) and no since_local", loc)
+	}
+	if v, _ := chromedp.Run(ctx, chromedp.Value(chromedp.ID("f-since"))); v != "2000-01-01T00:00" {
+		t.Errorf("the since input shows %q after the filter, want the local time 2000-01-01T00:00", v)
 	}
 
 	// Replay: the record page follows it from replayed to delivered.
