@@ -27,7 +27,9 @@ const (
 	MaxAckPendingDefault    = 20000
 	PullWaitDefault         = 10 * time.Second
 	FanoutBatchDefault      = 256
-	MemberTTLDefault        = 15 * time.Second
+	// MemberTTLDefault is MemberTTL's default with the default
+	// DeliveryTimeout; a longer DeliveryTimeout makes it 3 × that.
+	MemberTTLDefault = 30 * time.Second
 	// ResponseBodyLimit is how much of a response body is read; the rest is
 	// discarded with the connection.
 	ResponseBodyLimit = 64 << 10
@@ -80,7 +82,12 @@ type Config struct {
 	// FanoutBatch is how many events fan-out takes at once. Defaults to 256.
 	FanoutBatch int
 	// MemberTTL is how long a dispatcher that stopped heartbeating still
-	// counts when endpoints' limits are shared out. Defaults to 15s.
+	// counts, holding its share of the endpoints' concurrency. A dispatcher
+	// whose own heartbeat has not been acknowledged for about MemberTTL/2
+	// starts no send (its sends in flight end within DeliveryTimeout), so
+	// that the others never take over slots still in use: it must be above
+	// 2 × DeliveryTimeout. Defaults to 30s, or 3 × DeliveryTimeout when that
+	// is longer.
 	MemberTTL time.Duration
 	// AllowPrivate lets deliveries reach loopback, private and link-local
 	// addresses (--allow-private-endpoints).
@@ -119,7 +126,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.RetryMaxAge, RetryMaxAgeDefault)
 	def(&c.RetryMinDelay, RetryMinDelayDefault)
 	def(&c.PullWait, PullWaitDefault)
-	def(&c.MemberTTL, MemberTTLDefault)
+	def(&c.MemberTTL, max(MemberTTLDefault, 3*c.DeliveryTimeout))
 	if c.Jitter == 0 {
 		c.Jitter = JitterDefault
 	} else if c.Jitter < 0 {
@@ -170,6 +177,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait <= c.DeliveryTimeout {
 		errs = append(errs, fmt.Errorf("ack-wait: %s must be above delivery-timeout %s, or a delivery still in flight would be sent again", c.AckWait, c.DeliveryTimeout))
+	}
+	if c.MemberTTL <= 2*c.DeliveryTimeout {
+		errs = append(errs, fmt.Errorf("member-ttl: %s must be above 2 × delivery-timeout %s, or a dispatcher cut off from NATS could still be sending when the others take over its share of an endpoint's concurrency", c.MemberTTL, c.DeliveryTimeout))
 	}
 	if c.RetryMaxInterval < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("retry-max-interval: %s is below retry-initial %s", c.RetryMaxInterval, c.RetryInitial))
