@@ -351,14 +351,25 @@ func (r *Registry) list(ctx context.Context, limit int, cursor string) ([]listed
 		}
 		ep, _, found, err := streams.Get[streams.Endpoint](ctx, r.eps, id)
 		if err != nil {
-			return nil, "", storeErr("get endpoint "+id, err)
+			if err = storeErr("get endpoint "+id, err); errors.Is(err, streams.ErrUnavailable) {
+				return nil, "", err
+			}
+			// A record no version of hookstream can read (written by
+			// something else with access to NATS) must not take the whole
+			// list down with it: it is logged and left out.
+			r.cfg.Logger.Warn("skip unreadable endpoint record", "endpoint", id, "err", err)
+			continue
 		}
 		if !found || ep.Deleted {
 			continue
 		}
 		h, err := r.healthOf(ctx, ep)
 		if err != nil {
-			return nil, "", err
+			if errors.Is(err, streams.ErrUnavailable) {
+				return nil, "", err
+			}
+			r.cfg.Logger.Warn("skip endpoint with an unreadable health record", "endpoint", id, "err", err)
+			continue
 		}
 		out = append(out, listed{ep: ep, h: h})
 		if len(out) > limit {

@@ -686,3 +686,28 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatalf("create with NATS down = %v, want ErrUnavailable", err)
 	}
 }
+
+// A record that no version of hookstream can read (written straight into
+// the bucket by a NATS client) leaves the others listed: before, one such
+// record made GET /v1/endpoints fail for every endpoint.
+func TestListSkipsUnreadableRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t, endpoints.Config{})
+	good := b.create(t, map[string]any{})["id"].(string)
+	bad := b.create(t, map[string]any{})["id"].(string)
+	kv, err := b.env.JS.KeyValue(b.ctx, streams.BucketEndpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(b.ctx, bad, []byte("not msgpack at all")); err != nil {
+		t.Fatal(err)
+	}
+	page := b.doJSON(t, http.MethodGet, "/v1/endpoints", nil, http.StatusOK)
+	items := page["items"].([]any)
+	if len(items) != 1 || items[0].(map[string]any)["id"] != good {
+		t.Fatalf("list with one unreadable record = %v, want only %s", items, good)
+	}
+	if code, _ := b.do(t, http.MethodGet, "/v1/endpoints/"+bad, nil); code < 500 {
+		t.Errorf("GET the unreadable record = %d, want a 5xx (it exists but cannot be read)", code)
+	}
+}
