@@ -86,9 +86,13 @@ func TestREADMEGoSnippetsBuild(t *testing.T) {
 	}
 	snippets := readmeSnippets(t)
 	// Inside the module, so that the snippets import this module's packages
-	// as they are; "_" keeps ./... patterns (go vet ./..., go test ./...)
-	// run meanwhile by anyone else from seeing the directory.
-	dir, err := os.MkdirTemp(".", "_readme-snippets-")
+	// as they are; under bin/, which git ignores, so nothing left behind by
+	// a killed run is ever committed; and "_" keeps ./... patterns (go vet
+	// ./..., go test ./...) run meanwhile by anyone else from seeing it.
+	if err := os.MkdirAll("bin", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("bin", "_readme-snippets-")
 	if err != nil {
 		t.Fatal(err)
 	}
