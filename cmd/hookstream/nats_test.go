@@ -54,9 +54,13 @@ func startServerEnv(t *testing.T, env map[string]string, args ...string) *server
 // nothing started.
 func TestServeRefusesUnprotectedNATSListen(t *testing.T) {
 	t.Parallel()
+	// Bounded, so that a serve that does start (as it did) ends and fails
+	// the test instead of running for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	for _, listen := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
 		dir := filepath.Join(t.TempDir(), "data")
-		r := runCLI(t, context.Background(), nil, "", "serve", "--data", dir, "--nats-listen", listen, "--api-token", "an-api-token")
+		r := runCLI(t, ctx, nil, "", "serve", "--data", dir, "--http", "127.0.0.1:0", "--nats-listen", listen, "--api-token", "an-api-token")
 		wantOneErrorLine(t, r, 1, "exposing the embedded NATS on "+listen+" requires --nats-user and --nats-password, --nats-token or --nats-nkey")
 		if lines := strings.Count(r.stderr, "\n"); lines != 1 {
 			t.Errorf("--nats-listen %s: %d stderr lines, want 1: %q", listen, lines, r.stderr)
@@ -78,7 +82,7 @@ func TestServeRefusesUnprotectedNATSListen(t *testing.T) {
 		{[]string{"--nats-user", "hs", "--nats-password", natsTestPassword}, "nats-listen: the --nats-user"},
 		{[]string{"--nats-url", "nats://127.0.0.1:1", "--nats-listen", "127.0.0.1:0"}, "which --nats-url replaces"},
 	} {
-		r := runCLI(t, context.Background(), nil, "", append([]string{"serve", "--data", t.TempDir()}, tc.args...)...)
+		r := runCLI(t, ctx, nil, "", append([]string{"serve", "--data", t.TempDir(), "--http", "127.0.0.1:0"}, tc.args...)...)
 		wantOneErrorLine(t, r, 1, tc.want)
 		if strings.Contains(r.stderr, natsTestPassword) {
 			t.Errorf("%v: stderr shows the password", tc.args)
