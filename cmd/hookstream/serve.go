@@ -277,6 +277,9 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 		}
 		if u := srv.ClientURL(); u != "" {
 			log.Info("embedded nats listening", "url", u, "auth", scfg.Auth.Mode(), "tls", scfg.TLS.Enabled())
+			if !scfg.Auth.Enabled() {
+				log.Warn("embedded nats needs no credentials: every local user can read the endpoints' secrets and publish events; give --nats-user/--nats-password, --nats-token or --nats-nkey", "url", u)
+			}
 		}
 	} else {
 		nc, err = f.nats.dialConfig(f.natsURL, "hookstream-"+f.role).Dial()
