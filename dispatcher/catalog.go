@@ -215,6 +215,9 @@ func (c *catalog) caughtUp(ctx context.Context) error {
 	want := kvs.StreamInfo().State.LastSeq
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.down != nil || c.applied >= want {
+		return c.down
+	}
 	stop := context.AfterFunc(ctx, func() {
 		c.mu.Lock()
 		c.appliedC.Broadcast()
