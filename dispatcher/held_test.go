@@ -121,6 +121,7 @@ func TestGoneSparesADeliveryInFlightThatSucceeds(t *testing.T) {
 	cfg := fastConfig()
 	cfg.FailingAfter = 1000
 	cfg.DeliveryTimeout = 1500 * time.Millisecond
+	cfg.MemberTTL = 4 * time.Second
 	cfg.RetryInitial = time.Minute // "waiting" waits well past the 410
 	cfg.RetryMaxInterval = time.Minute
 	cfg.RetryMaxAge = time.Hour

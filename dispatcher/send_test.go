@@ -41,8 +41,15 @@ func hostileEndpoint(t *testing.T, answer []byte) string {
 	wg.Go(func() {
 		for {
 			conn, err := ln.Accept()
-			if err != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if err != nil {
+				// Out of descriptors (TestSendOutOfFileDescriptorsIsLocal
+				// runs this in the same process): back off as net/http's
+				// server does, and accept again.
+				time.Sleep(5 * time.Millisecond)
+				continue
 			}
 			wg.Go(func() {
 				defer conn.Close()
