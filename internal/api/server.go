@@ -63,6 +63,10 @@ type Config struct {
 	// /metrics (the dashboard at /). It is given the /v1 handler, token check
 	// included, to call in-process. Defaults to nil: those paths are 404.
 	Pages func(v1 http.Handler) http.Handler
+	// Public are routes outside /v1 that take no bearer token, because the
+	// caller cannot send one: POST /ingest/{source}, where a provider's own
+	// signature is the authentication. Each must start with /ingest/.
+	Public []httpjson.Route
 
 	// ReadTimeout bounds reading one whole request, headers and body, so a
 	// client trickling a body cannot hold a connection. Defaults to
@@ -201,6 +205,17 @@ func (s *Server) routes() (http.Handler, error) {
 		}
 		seen[key] = true
 		mux.Handle(key, s.auth(r.Handler))
+	}
+	for _, r := range s.cfg.Public {
+		if !strings.HasPrefix(r.Pattern, "/ingest/") {
+			return nil, fmt.Errorf("public route %s %s: must be under /ingest/", r.Method, r.Pattern)
+		}
+		key := r.Method + " " + r.Pattern
+		if seen[key] {
+			return nil, fmt.Errorf("route %s registered twice", key)
+		}
+		seen[key] = true
+		mux.Handle(key, r.Handler)
 	}
 	// Unknown /v1 paths answer 401 without a token too, so that probing
 	// does not reveal which routes exist.
