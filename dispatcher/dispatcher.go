@@ -38,6 +38,7 @@ type Dispatcher struct {
 	health   *healthStore
 	notifier *notifier
 	members  *members
+	slots    *slots
 	sender   *sender
 
 	mu        sync.Mutex
@@ -134,7 +135,9 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.catalog = newCatalog(d.endpointsKV, d.healthKV, d.cfg.Now, d.changed)
 	d.health = &healthStore{kv: d.healthKV, deliveries: d.deliveries, cfg: d.cfg, catalog: d.catalog, log: d.log}
 	d.notifier = &notifier{js: js, kv: d.healthKV, log: d.log}
-	d.members = &members{js: js, kv: membersKV, id: streams.NewID(""), ttl: d.cfg.MemberTTL, live: map[string]bool{}}
+	d.members = &members{js: js, kv: membersKV, id: streams.NewID(""), ttl: d.cfg.MemberTTL, live: map[string]bool{}, log: d.log}
+	d.slots = newSlots(membersKV, d.members, d.poke, d.log)
+	d.catalog.log = d.log
 
 	d.mu.Lock()
 	d.runCtx, d.runCancel = context.WithCancel(context.Background())
@@ -155,6 +158,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		return fmt.Errorf("dispatcher: loading endpoints: %w", ctx.Err())
 	}
 	d.goBG(func() { d.members.run(runCtx) })
+	d.goBG(func() { d.slots.run(runCtx) })
 	d.goBG(func() { d.notifyLoop(runCtx) })
 	f := &fanout{cfg: d.cfg, js: js, consumer: fc, catalog: d.catalog, log: d.log, metrics: d.metrics}
 	d.goBG(func() { f.run(runCtx) })
@@ -163,6 +167,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	// from changed(); make sure every one has one.
 	for _, v := range d.catalog.all() {
 		d.changed(v.ep.ID)
+	}
+	if err := d.members.waitLoaded(ctx); err != nil {
+		_ = d.Stop(context.Background())
+		return fmt.Errorf("dispatcher: loading members: %w", err)
 	}
 	close(d.ready)
 	d.log.Info("dispatcher started", "member", d.members.id)
@@ -194,6 +202,7 @@ func (d *Dispatcher) changed(id string) {
 		runCtx, sendCtx := d.runCtx, d.sendCtx
 		d.goBG(func() {
 			w.run(runCtx, sendCtx)
+			d.slots.forget(id)
 			d.mu.Lock()
 			if d.workers[id] == w {
 				delete(d.workers, id)
@@ -255,7 +264,22 @@ func (d *Dispatcher) Ready() error {
 	if !d.js.Conn().IsConnected() {
 		return errors.New("dispatcher: nats not connected")
 	}
+	for _, err := range []error{d.catalog.err(), d.members.err(), d.slots.err()} {
+		if err != nil {
+			return fmt.Errorf("dispatcher: %w", err)
+		}
+	}
 	return nil
+}
+
+// poke wakes the worker of endpoint id, if it has one.
+func (d *Dispatcher) poke(id string) {
+	d.mu.Lock()
+	w := d.workers[id]
+	d.mu.Unlock()
+	if w != nil {
+		w.poke()
+	}
 }
 
 // Stop stops taking deliveries, lets those in flight finish until ctx ends,

@@ -66,3 +66,57 @@ func TestConcurrencyLimitHoldsAcrossDispatchers(t *testing.T) {
 		t.Fatalf("%d deliveries in flight at once, over the endpoint's limit of 4", p)
 	}
 }
+
+// With more dispatchers than the endpoint's concurrency, the limit is
+// still exact: concurrency 1 among 3 dispatchers means one send at a time
+// (the old per-process share of max(1, conc/n) sent 3 at once).
+func TestConcurrencyOneAmongThreeDispatchers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fastConfig())
+	var others []*dispatcher.Dispatcher
+	for range 2 {
+		cfg := b.cfg
+		cfg.JS = b.env.JS
+		d, err := dispatcher.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		others = append(others, d)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = d.Stop(ctx)
+		})
+	}
+	var inflight, peak atomic.Int32
+	r := newReceiver(t)
+	r.setRespond(func(string, int) (int, http.Header) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		// The endpoint's own work, so that sends would overlap if the
+		// limit let them.
+		time.Sleep(5 * time.Millisecond)
+		return 200, nil
+	})
+	b.addEndpointWith("ep", r.srv.URL, func(ep *streams.Endpoint) { ep.Concurrency = 1 }, "a.*")
+	waitFor(t, "three dispatchers to see each other", func() bool {
+		return b.d.Members() == 3 && others[0].Members() == 3 && others[1].Members() == 3
+	})
+	const n = 60
+	for i := range n {
+		b.publish(fmt.Sprintf("e%02d", i), "a.b")
+	}
+	waitFor(t, "every event delivered", func() bool { return r.total() >= n })
+	if p := peak.Load(); p != 1 {
+		t.Fatalf("%d deliveries in flight at once, want exactly the endpoint's limit of 1", p)
+	}
+}

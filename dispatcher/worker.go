@@ -104,22 +104,20 @@ func (w *worker) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// conc is the endpoint's concurrency across every dispatcher.
+func (w *worker) conc(v *endpointView) int {
+	if v.ep.Concurrency > 0 {
+		return v.ep.Concurrency
+	}
+	return w.d.cfg.Concurrency
+}
+
 // limits returns this process's share of the endpoint's concurrency and
-// rate limit: the endpoint's figure divided among the live dispatchers.
+// rate limit, as allocated by the slots shared with the other dispatchers
+// (exact: together they never exceed the endpoint's figures).
 func (w *worker) limits(v *endpointView) (int, rate.Limit) {
-	conc := v.ep.Concurrency
-	if conc <= 0 {
-		conc = w.d.cfg.Concurrency
-	}
-	n := w.d.members.count()
-	// Rounded down (but at least one), so that the shares never add up to
-	// more than the endpoint's limit.
-	share := max(1, conc/n)
-	r := rate.Inf
-	if v.ep.RateLimit > 0 {
-		r = rate.Limit(v.ep.RateLimit / float64(n))
-	}
-	return share, r
+	conc := w.conc(v)
+	return w.d.slots.share(w.id, conc), w.d.slots.rate(w.id, conc, v.ep.RateLimit)
 }
 
 // active sends a healthy endpoint's deliveries. Without a rate limit it
@@ -136,7 +134,7 @@ func (w *worker) active(ctx, sendCtx context.Context, v *endpointView) {
 		return
 	}
 	if r != rate.Inf {
-		w.activeLimited(ctx, sendCtx, share, r)
+		w.activeLimited(ctx, sendCtx, v, r)
 		return
 	}
 	it, err := w.consumer.Messages(jetstream.PullMaxMessages(share), jetstream.PullExpiry(max(w.d.cfg.PullWait, time.Second)))
@@ -170,12 +168,20 @@ func (w *worker) active(ctx, sendCtx context.Context, v *endpointView) {
 	}()
 	for sctx.Err() == nil {
 		// A slot first, then the next delivery: what is pulled waits in
-		// memory at most until a send ends, never for its AckWait.
-		if !w.waitSlot(sctx, share) {
+		// memory at most until a send ends, never for its AckWait. The
+		// send must begin while this process's lease on the slot holds.
+		until, ok := w.waitSlot(sctx, v)
+		if !ok {
 			break
 		}
-		m, err := it.Next(jetstream.NextContext(sctx))
+		nctx, ncancel := context.WithDeadline(sctx, until)
+		m, err := it.Next(jetstream.NextContext(nctx))
+		ncancel()
 		if err != nil {
+			w.d.slots.put(w.id, 1)
+			if sctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				continue // the lease ran out; a share change ends the stream
+			}
 			if sctx.Err() == nil {
 				w.log.Warn("pull deliveries", "err", err)
 				w.sleep(ctx, 100*time.Millisecond)
@@ -198,18 +204,18 @@ func (w *worker) active(ctx, sendCtx context.Context, v *endpointView) {
 	}
 }
 
-// waitSlot waits until fewer than share sends are in flight here.
-func (w *worker) waitSlot(ctx context.Context, share int) bool {
+// waitSlot takes one of this process's slots of the endpoint; the send
+// must begin before the time returned. Every slot taken is given back (put)
+// when its send ends, or at once when it goes unused.
+func (w *worker) waitSlot(ctx context.Context, v *endpointView) (time.Time, bool) {
+	conc := w.conc(v)
 	for {
-		w.mu.Lock()
-		free := w.inflight < share
-		w.mu.Unlock()
-		if free {
-			return true
+		if n, until := w.d.slots.take(w.id, conc, 1); n == 1 {
+			return until, true
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return time.Time{}, false
 		case <-w.freed:
 		}
 	}
@@ -217,17 +223,24 @@ func (w *worker) waitSlot(ctx context.Context, share int) bool {
 
 // activeLimited sends a rate-limited endpoint's deliveries: one pull per
 // token, so a delivery never waits in memory for its turn.
-func (w *worker) activeLimited(ctx, sendCtx context.Context, share int, r rate.Limit) {
+func (w *worker) activeLimited(ctx, sendCtx context.Context, v *endpointView, r rate.Limit) {
 	if w.limiter == nil || w.limiter.Limit() != r {
 		w.limiter = rate.NewLimiter(r, 1)
 	}
-	if !w.waitSlot(ctx, share) {
+	until, ok := w.waitSlot(ctx, v)
+	if !ok {
 		return
 	}
+	started := false
+	defer func() {
+		if !started {
+			w.d.slots.put(w.id, 1)
+		}
+	}()
 	if err := w.limiter.Wait(ctx); err != nil {
 		return
 	}
-	fctx, cancel := context.WithTimeout(ctx, w.d.cfg.PullWait)
+	fctx, cancel := context.WithDeadline(ctx, minTime(time.Now().Add(w.d.cfg.PullWait), until))
 	defer cancel()
 	// A health change (to failing or disabled) ends the pull early.
 	stop := make(chan struct{})
@@ -249,8 +262,16 @@ func (w *worker) activeLimited(ctx, sendCtx context.Context, share int, r rate.L
 		return
 	}
 	for m := range batch.Messages() {
+		started = true
 		w.start(sendCtx, m, false)
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // start sends m in its own goroutine, holding one in-flight slot.
@@ -262,6 +283,7 @@ func (w *worker) start(sendCtx context.Context, m jetstream.Msg, probe bool) {
 	go func() {
 		defer w.sends.Done()
 		defer func() {
+			w.d.slots.put(w.id, 1)
 			w.mu.Lock()
 			w.inflight--
 			w.mu.Unlock()
@@ -283,16 +305,27 @@ func (w *worker) failing(ctx, sendCtx context.Context, v *endpointView) {
 	busy := w.inflight > 0
 	w.mu.Unlock()
 	if !busy && !now.Before(h.NextProbe) {
-		if claimed := w.d.health.claimProbe(ctx, w.id, now); claimed {
-			fctx, cancel := context.WithTimeout(ctx, w.d.cfg.PullWait)
-			batch, err := w.consumer.Fetch(1, jetstream.FetchContext(fctx))
-			if err == nil {
-				for m := range batch.Messages() {
-					w.start(sendCtx, m, true)
+		// A probe is a send like any other: it needs one of this
+		// process's slots.
+		if n, until := w.d.slots.take(w.id, w.conc(v), 1); n == 1 {
+			sent := false
+			if w.d.health.claimProbe(ctx, w.id, now) {
+				fctx, cancel := context.WithDeadline(ctx, minTime(time.Now().Add(w.d.cfg.PullWait), until))
+				batch, err := w.consumer.Fetch(1, jetstream.FetchContext(fctx))
+				if err == nil {
+					for m := range batch.Messages() {
+						sent = true
+						w.start(sendCtx, m, true)
+					}
 				}
+				cancel()
 			}
-			cancel()
-			return
+			if !sent {
+				w.d.slots.put(w.id, 1)
+			}
+			if sent {
+				return
+			}
 		}
 	}
 	w.hold(ctx, sendCtx, v, h.NextProbe)

@@ -366,7 +366,7 @@ func startPipeline(t *testing.T, c *testCluster, o pipelineOptions) *pipeline {
 			RetryMaxAge:      streamsConfig.RetryMaxAge,
 			Jitter:           -1,
 			PullWait:         500 * time.Millisecond,
-			MemberTTL:        3 * time.Second,
+			MemberTTL:        5 * time.Second,
 			AllowPrivate:     true,
 			Logger:           p.log.With("dispatcher", i+1),
 			Observer: func(o dispatcher.Outcome) {
