@@ -23,6 +23,13 @@ type Filter struct {
 	Since, Until time.Time
 }
 
+// filterParams are the names of a filter's fields, as query parameters of
+// GET /v1/dlq and fields of the bulk replay body.
+var filterParams = []string{"endpoint", "reason", "type", "since", "until", "state"}
+
+// listParams are the query parameters GET /v1/dlq takes.
+var listParams = append(append([]string{}, filterParams...), httpjson.PageParams...)
+
 // filterJSON is a Filter as the bulk replay body and job progress show it.
 type filterJSON struct {
 	Endpoint string `json:"endpoint,omitempty"`

@@ -253,6 +253,11 @@ func TestBadFilters(t *testing.T) {
 		{"limit=1001", "limit: "},
 		{"cursor=abc", "cursor: "},
 		{"cursor=-1", "cursor: "},
+		// A misspelt or unknown parameter is named, never ignored (it would
+		// answer every record).
+		{"endpoint_id=ep_1", "endpoint_id: unknown query parameter"},
+		{"state=dead&State=dead", "State: unknown query parameter"},
+		{"limit=1&limit=2", "limit: given 2 times"},
 	} {
 		code, p := b.do(t, "GET", "/v1/dlq?"+tc.query, nil)
 		if code != 400 || !strings.HasPrefix(errorOf(t, p), tc.field) {
@@ -274,6 +279,12 @@ func TestBadFilters(t *testing.T) {
 		code, p := b.do(t, "POST", "/v1/dlq/replay", tc.body)
 		if code != 400 || !strings.HasPrefix(errorOf(t, p), tc.field) {
 			t.Errorf("POST /v1/dlq/replay %s = %d %s, want 400 naming %q", tc.body, code, p, tc.field)
+		}
+	}
+	for _, path := range []string{"/v1/dlq/dl_x?verbose=1", "/v1/dlq/replays/job_x?watch=1"} {
+		code, p := b.do(t, "GET", path, nil)
+		if code != 400 || !strings.Contains(errorOf(t, p), "unknown query parameter; this route takes none") {
+			t.Errorf("GET %s = %d %s, want 400 naming the parameter", path, code, p)
 		}
 	}
 	// The Go API validates too.

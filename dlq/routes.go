@@ -8,13 +8,14 @@ import (
 
 // Routes are the dead-letter routes, for the API server to mount.
 func (s *Service) Routes() []httpjson.Route {
+	q := httpjson.Query
 	return []httpjson.Route{
-		{Method: http.MethodGet, Pattern: "/v1/dlq", Handler: s.handleList},
-		{Method: http.MethodGet, Pattern: "/v1/dlq/{id}", Handler: s.handleGet},
-		{Method: http.MethodDelete, Pattern: "/v1/dlq/{id}", Handler: s.handleDelete},
-		{Method: http.MethodPost, Pattern: "/v1/dlq/{id}/replay", Handler: s.handleReplay},
-		{Method: http.MethodPost, Pattern: "/v1/dlq/replay", Handler: s.handleBulkReplay},
-		{Method: http.MethodGet, Pattern: "/v1/dlq/replays/{job}", Handler: s.handleJob},
+		{Method: http.MethodGet, Pattern: "/v1/dlq", Handler: q(s.handleList, listParams...)},
+		{Method: http.MethodGet, Pattern: "/v1/dlq/{id}", Handler: q(s.handleGet)},
+		{Method: http.MethodDelete, Pattern: "/v1/dlq/{id}", Handler: q(s.handleDelete)},
+		{Method: http.MethodPost, Pattern: "/v1/dlq/{id}/replay", Handler: q(s.handleReplay)},
+		{Method: http.MethodPost, Pattern: "/v1/dlq/replay", Handler: q(s.handleBulkReplay)},
+		{Method: http.MethodGet, Pattern: "/v1/dlq/replays/{job}", Handler: q(s.handleJob)},
 	}
 }
 

@@ -13,16 +13,18 @@ import (
 
 // Routes are the /v1/endpoints routes.
 func (r *Registry) Routes() []httpjson.Route {
+	q := httpjson.Query
+	page := httpjson.PageParams
 	return []httpjson.Route{
-		{Method: http.MethodPost, Pattern: "/v1/endpoints", Handler: r.handleCreate},
-		{Method: http.MethodGet, Pattern: "/v1/endpoints", Handler: r.handleList},
-		{Method: http.MethodGet, Pattern: "/v1/endpoints/{id}", Handler: r.handleShow},
-		{Method: http.MethodPatch, Pattern: "/v1/endpoints/{id}", Handler: r.handleUpdate},
-		{Method: http.MethodDelete, Pattern: "/v1/endpoints/{id}", Handler: r.handleDelete},
-		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/enable", Handler: r.handleSetEnabled(true)},
-		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/disable", Handler: r.handleSetEnabled(false)},
-		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/rotate-secret", Handler: r.handleRotateSecret},
-		{Method: http.MethodGet, Pattern: "/v1/endpoints/{id}/attempts", Handler: r.handleAttempts},
+		{Method: http.MethodPost, Pattern: "/v1/endpoints", Handler: q(r.handleCreate)},
+		{Method: http.MethodGet, Pattern: "/v1/endpoints", Handler: q(r.handleList, page...)},
+		{Method: http.MethodGet, Pattern: "/v1/endpoints/{id}", Handler: q(r.handleShow)},
+		{Method: http.MethodPatch, Pattern: "/v1/endpoints/{id}", Handler: q(r.handleUpdate)},
+		{Method: http.MethodDelete, Pattern: "/v1/endpoints/{id}", Handler: q(r.handleDelete)},
+		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/enable", Handler: q(r.handleSetEnabled(true))},
+		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/disable", Handler: q(r.handleSetEnabled(false))},
+		{Method: http.MethodPost, Pattern: "/v1/endpoints/{id}/rotate-secret", Handler: q(r.handleRotateSecret)},
+		{Method: http.MethodGet, Pattern: "/v1/endpoints/{id}/attempts", Handler: q(r.handleAttempts, page...)},
 	}
 }
 
@@ -106,6 +108,12 @@ func (r *Registry) handleList(w http.ResponseWriter, req *http.Request) {
 	limit, cursor, err := httpjson.ParsePage(req)
 	if err != nil {
 		httpjson.Fail(w, err)
+		return
+	}
+	if cursor != "" && !validID(cursor) {
+		// A cursor is the last endpoint id of a page: anything else was not
+		// returned by this list, and would silently start it elsewhere.
+		httpjson.Fail(w, httpjson.BadRequest("cursor: %q is not a cursor this list returned", cursor))
 		return
 	}
 	page, next, err := r.list(req.Context(), limit, cursor)
