@@ -108,15 +108,11 @@ func (d *Dispatcher) deadLetter(ctx context.Context, epID string, items []*deadI
 			items[i].err = fmt.Errorf("dead letter state: %w", err)
 		}
 	}
-	// The delivery's own state says dead (not waited for: the record and
-	// its state are what count).
+	// The record is the delivery's state now: its own goes (it had one
+	// only if an attempt failed).
 	for i, it := range items {
-		if acks[i] == nil || it.err != nil || it.state == nil || it.dl == nil {
-			continue
-		}
-		it.state.State, it.state.DeadLetterID, it.state.NextAttempt, it.state.UpdatedAt = streams.DeliveryDead, recs[i].ID, time.Time{}, now
-		if b, err := streams.Marshal(it.state); err == nil {
-			_, _ = d.js.PublishAsync(kvSubject(streams.BucketDeliveryState, streams.DeliveryKey(it.dl.Event.ID, epID)), b)
+		if acks[i] != nil && it.err == nil && it.dl != nil && it.state != nil && it.state.Attempts > 0 {
+			d.purgeState(it.dl.Event.ID, epID)
 		}
 	}
 
@@ -198,6 +194,8 @@ func (d *Dispatcher) lookUpDead(ctx context.Context, epID string, items []*deadI
 			if it.last != nil {
 				st.AddAttempt(*it.last)
 				st.Attempts = max(st.Attempts, it.last.Attempt)
+				// The attempt that ended it is in the attempt log too.
+				d.logAttempt(it.last)
 			}
 			it.state = st
 		}()

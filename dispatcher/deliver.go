@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookstream/hookstream/streams"
@@ -104,7 +105,13 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 			log.Warn("ack", "err", err)
 		}
 		out.Delivered = true
-		d.recordAttempt(ctx, dl, a, streams.DeliveryDelivered, st, false)
+		// The success path writes nothing per delivery but the attempt
+		// log (asynchronously); a delivery that had failed has its state
+		// purged, so the bucket holds only unsettled failures.
+		d.logAttempt(&a)
+		if st != nil {
+			d.purgeState(dl.Event.ID, w.id)
+		}
 		if dl.DeadLetterID != "" {
 			d.markReplayDelivered(ctx, dl.DeadLetterID)
 		}
@@ -134,7 +141,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 			break
 		}
 		a.NextAttempt = now.Add(delay).UTC()
-		if err := d.recordAttempt(ctx, dl, a, streams.DeliveryRetrying, st, true); err != nil {
+		if err := d.recordFailure(ctx, dl, a, st); err != nil {
 			log.Warn("record attempt", "err", err)
 		}
 		if err := m.NakWithDelay(delay); err != nil {
@@ -191,38 +198,45 @@ func (d *Dispatcher) decode(ctx context.Context, w *worker, m jetstream.Msg, met
 	return nil, false
 }
 
-// recordAttempt appends a to the endpoint's attempt log and updates the
-// delivery's state (st, when the caller read it). A failure's state is
-// written synchronously, since the next attempt's number and the
-// dead-letter record are built from it; a success's is not waited for.
-func (d *Dispatcher) recordAttempt(ctx context.Context, dl *streams.Delivery, a streams.Attempt, state string, st *streams.DeliveryState, sync bool) error {
-	ab, err := streams.Marshal(&a)
+// logAttempt appends a to the endpoint's attempt log (ATTEMPTS, bounded per
+// endpoint), without waiting for it.
+func (d *Dispatcher) logAttempt(a *streams.Attempt) {
+	ab, err := streams.Marshal(a)
 	if err == nil {
 		_, err = d.js.PublishAsync(streams.AttemptSubject(a.EndpointID), ab)
 	}
 	if err != nil {
 		d.log.Warn("attempt log", "endpoint", a.EndpointID, "event", a.EventID, "err", err)
 	}
+}
+
+// recordFailure logs a failed attempt and writes the delivery's state (st,
+// when the caller read it), synchronously: the next attempt's number and
+// the dead-letter record are built from it.
+func (d *Dispatcher) recordFailure(ctx context.Context, dl *streams.Delivery, a streams.Attempt, st *streams.DeliveryState) error {
+	d.logAttempt(&a)
 	if st == nil {
 		st = &streams.DeliveryState{EventID: dl.Event.ID, EndpointID: dl.EndpointID, Generation: dl.Generation}
 	}
 	st.AddAttempt(a)
 	st.Attempts = max(st.Attempts, a.Attempt)
-	st.State, st.DeadLetterID, st.UpdatedAt = state, "", d.cfg.Now().UTC()
-	if state != streams.DeliveryRetrying {
-		st.NextAttempt = time.Time{}
-	}
-	b, err := streams.Marshal(st)
-	if err != nil {
-		return err
-	}
-	key := streams.DeliveryKey(dl.Event.ID, dl.EndpointID)
-	if sync {
-		_, err = d.deliveryState.Put(ctx, key, b)
-		return err
-	}
-	_, err = d.js.PublishAsync(kvSubject(streams.BucketDeliveryState, key), b)
+	st.State, st.UpdatedAt = streams.DeliveryRetrying, d.cfg.Now().UTC()
+	_, err := streams.Put(ctx, d.deliveryState, streams.DeliveryKey(dl.Event.ID, dl.EndpointID), st)
 	return err
+}
+
+// stateGoneTTL is how long the purge marker of a settled delivery's state
+// stays: then the key leaves the bucket (and the server's memory) for good.
+const stateGoneTTL = time.Second
+
+// purgeState removes a settled delivery's state, without waiting.
+func (d *Dispatcher) purgeState(eventID, endpointID string) {
+	m := nats.NewMsg(kvSubject(streams.BucketDeliveryState, streams.DeliveryKey(eventID, endpointID)))
+	m.Header.Set("KV-Operation", "PURGE")
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	if _, err := d.js.PublishMsgAsync(m, jetstream.WithMsgTTL(stateGoneTTL)); err != nil {
+		d.log.Warn("purge delivery state", "endpoint", endpointID, "event", eventID, "err", err)
+	}
 }
 
 // markReplayDelivered sets a replayed record's state to delivered.

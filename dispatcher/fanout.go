@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -131,11 +132,22 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
 		work[i].msg = m
 		var ev streams.Event
 		if err := streams.Unmarshal(m.Data(), &ev); err != nil {
-			// Not an event we can read: nothing to deliver. Terminate it so
-			// it is not redelivered forever; it stays in EVENTS.
-			f.log.Error("fan-out: undecodable event", "subject", m.Subject(), "err", err)
-			_ = m.TermWithReason("undecodable")
 			work[i].msg = nil
+			if errors.Is(err, streams.ErrVersion) {
+				// A newer build's event (a rolling upgrade): left for a
+				// dispatcher that can read it.
+				f.metrics.unreadable("version")
+				f.log.Warn("fan-out: event of an envelope version this build cannot read; left for a newer dispatcher",
+					"subject", m.Subject(), "err", err, "retry_in", unknownVersionRetry)
+				_ = m.NakWithDelay(unknownVersionRetry)
+				continue
+			}
+			// Bytes no version can read: nothing to deliver. Terminated so
+			// it is not redelivered forever; it stays in EVENTS, where an
+			// operator finds it by the log line's sequence.
+			f.metrics.unreadable("corrupt")
+			f.log.Error("fan-out: undecodable event set aside in EVENTS", "subject", m.Subject(), "seq", metaSeq(m), "err", err)
+			_ = m.TermWithReason("undecodable")
 			continue
 		}
 		meta, err := m.Metadata()
@@ -143,7 +155,8 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
 			work[i].err = err
 			continue
 		}
-		var targets []string
+		work[i].ev = ev.ID
+		work[i].seq = meta.Sequence.Stream
 		for _, v := range eps {
 			if v.ep.Deleted || !v.ep.Matches(&ev) {
 				continue
@@ -161,23 +174,13 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
 				break
 			}
 			work[i].futures = append(work[i].futures, fut)
-			targets = append(targets, v.ep.ID)
+			work[i].targets = append(work[i].targets, v.ep.ID)
 		}
 		if work[i].err != nil {
 			continue
 		}
-		idx := streams.EventIndex{EventID: ev.ID, Seq: meta.Sequence.Stream, Endpoints: targets, FannedOutAt: f.cfg.Now().UTC()}
-		b, err := streams.Marshal(&idx)
-		if err == nil {
-			var fut jetstream.PubAckFuture
-			fut, err = f.js.PublishAsync("$KV."+streams.BucketEventIndex+"."+streams.IDToken(ev.ID), b)
-			if err == nil {
-				work[i].futures = append(work[i].futures, fut)
-			}
-		}
-		work[i].err = err
 		outstanding += len(work[i].futures)
-		f.metrics.fannedOut(len(targets))
+		f.metrics.fannedOut(len(work[i].targets))
 	}
 	f.settle(cctx, work[done:])
 	return true
@@ -188,29 +191,54 @@ const maxOutstandingPublishes = 1024
 
 type pendingEvent struct {
 	msg     jetstream.Msg
+	ev      string
+	seq     uint64
+	targets []string
 	futures []jetstream.PubAckFuture
+	index   jetstream.PubAckFuture
 	err     error
 }
 
-// settle waits for each event's publishes and acks it, or NAKs it with a
-// delay when any failed.
+// settle waits for each event's delivery publishes, writes its INDEX entry
+// with their sequences (all entries in flight together), and acks each
+// event once its entry is stored too; an event any of whose publishes
+// failed is NAKed with a delay (its deliveries' ids make the next pass store
+// nothing twice).
 func (f *fanout) settle(cctx context.Context, work []pendingEvent) {
-	for _, w := range work {
+	now := f.cfg.Now().UTC()
+	for i := range work {
+		w := &work[i]
+		if w.msg == nil || w.err != nil {
+			continue
+		}
+		idx := streams.EventIndex{EventID: w.ev, Seq: w.seq, FannedOutAt: now, Deliveries: make([]streams.IndexDelivery, 0, len(w.futures))}
+		for k, fut := range w.futures {
+			ack, err := waitAck(cctx, fut)
+			if err != nil {
+				w.err = err
+				break
+			}
+			// A duplicate (a fan-out run again) answers the first copy's
+			// sequence.
+			idx.Deliveries = append(idx.Deliveries, streams.IndexDelivery{Endpoint: w.targets[k], Seq: ack.Sequence})
+		}
+		if w.err != nil {
+			continue
+		}
+		b, err := streams.Marshal(&idx)
+		if err == nil {
+			w.index, err = f.js.PublishAsync(streams.IndexSubject(w.ev), b, jetstream.WithExpectStream(streams.StreamIndex))
+		}
+		w.err = err
+	}
+	for i := range work {
+		w := &work[i]
 		if w.msg == nil {
 			continue
 		}
 		err := w.err
-		for _, fut := range w.futures {
-			if err != nil {
-				break
-			}
-			select {
-			case <-fut.Ok():
-			case e := <-fut.Err():
-				err = e
-			case <-cctx.Done():
-				err = cctx.Err()
-			}
+		if err == nil && w.index != nil {
+			_, err = waitAck(cctx, w.index)
 		}
 		if err != nil {
 			f.log.Warn("fan-out failed; event will be tried again", "err", err, "subject", w.msg.Subject())
@@ -221,6 +249,13 @@ func (f *fanout) settle(cctx context.Context, work []pendingEvent) {
 			f.log.Warn("fan-out ack", "err", err)
 		}
 	}
+}
+
+func metaSeq(m jetstream.Msg) uint64 {
+	if meta, err := m.Metadata(); err == nil {
+		return meta.Sequence.Stream
+	}
+	return 0
 }
 
 func waitCtx(ctx context.Context, d time.Duration) {

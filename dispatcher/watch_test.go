@@ -108,14 +108,18 @@ func (h *wtHarness) publish(id, typ string) uint64 {
 // which endpoints.
 func (h *wtHarness) fannedOut(id string) ([]string, bool) {
 	h.t.Helper()
-	idx, _, found, err := streams.Get[streams.EventIndex](context.Background(), h.kv(streams.BucketEventIndex), streams.IDToken(id))
+	idx, err := streams.FindIndex(context.Background(), h.env.JS, id)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if !found {
+	if idx == nil {
 		return nil, false
 	}
-	return idx.Endpoints, true
+	var eps []string
+	for _, d := range idx.Deliveries {
+		eps = append(eps, d.Endpoint)
+	}
+	return eps, true
 }
 
 // fanoutTook reports whether fan-out has been handed the event stored at
@@ -201,6 +205,9 @@ func TestCatalogWatchComesBackAfterBucketRecreated(t *testing.T) {
 	h.addEndpoint("wb", b.srv.URL, "t.*")
 	wtWait(t, "the catalog to watch again", func() bool { return h.d.catalog.err() == nil })
 	wtWait(t, "the gap's event delivered to the endpoint created in the gap", func() bool { return b.count("e1") == 1 })
+	// The index entry is written once the deliveries are stored, which
+	// may be after the delivery itself arrived.
+	wtWait(t, "e1's index entry", func() bool { _, ok := h.fannedOut("e1"); return ok })
 	if eps, _ := h.fannedOut("e1"); !slices.Equal(eps, []string{"wb"}) {
 		t.Fatalf("e1 fanned out to %v, want [wb]", eps)
 	}

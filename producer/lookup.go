@@ -1,14 +1,11 @@
 package producer
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,6 +18,13 @@ import (
 // earlier deadline.
 const lookupTimeout = 10 * time.Second
 
+// Bounds of a lookup's reads.
+const (
+	// unfannedScan bounds how far a lookup reads the events the fan-out has
+	// not reached yet (an event not yet in INDEX).
+	unfannedScan = 20000
+)
+
 // eventView is the answer of GET /v1/events/{id}.
 type eventView struct {
 	ID         string          `json:"id"`
@@ -31,9 +35,9 @@ type eventView struct {
 	Deliveries []deliveryView  `json:"deliveries"`
 }
 
-// deliveryView is one endpoint's delivery of the event. A delivery that has
-// no state yet is only {"endpoint", "state": "pending"}: its detail is nil
-// and encoding/json leaves its fields out.
+// deliveryView is one endpoint's delivery of the event. A delivery with
+// nothing more to say is only {"endpoint", "state"}: its detail is nil and
+// encoding/json leaves its fields out.
 type deliveryView struct {
 	Endpoint string `json:"endpoint"`
 	State    string `json:"state"`
@@ -42,7 +46,7 @@ type deliveryView struct {
 
 type deliveryDetail struct {
 	Generation   int       `json:"generation"`
-	Attempts     int       `json:"attempts"`
+	Attempts     int       `json:"attempts,omitempty"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
 	LastStatus   int       `json:"last_status,omitempty"`
 	LastError    string    `json:"last_error,omitempty"`
@@ -50,40 +54,43 @@ type deliveryDetail struct {
 	DeadLetterID string    `json:"dead_letter_id,omitempty"`
 }
 
-// handles are the stream and buckets a lookup reads, bound on first use.
+// handles are the streams and buckets a lookup reads, bound on first use.
 type handles struct {
-	events jetstream.Stream
-	index  jetstream.KeyValue
-	states jetstream.KeyValue
+	events, deliveries  jetstream.Stream
+	states, dlq, health jetstream.KeyValue
 }
 
-// bind looks up EVENTS and the two buckets once; a failed lookup is retried
-// on the next call.
+// bind looks them up once; a failed lookup is retried on the next call.
 func (p *Producer) bind(ctx context.Context) (*handles, error) {
 	p.bindMu.Lock()
 	defer p.bindMu.Unlock()
 	if p.bound != nil {
 		return p.bound, nil
 	}
-	events, err := p.js.Stream(ctx, streams.StreamEvents)
-	if err != nil {
-		return nil, unavailable("look up stream "+streams.StreamEvents, err)
+	h := &handles{}
+	for name, dst := range map[string]*jetstream.Stream{streams.StreamEvents: &h.events, streams.StreamDeliveries: &h.deliveries} {
+		s, err := p.js.Stream(ctx, name)
+		if err != nil {
+			return nil, unavailable("look up stream "+name, err)
+		}
+		*dst = s
 	}
-	index, err := p.js.KeyValue(ctx, streams.BucketEventIndex)
-	if err != nil {
-		return nil, unavailable("look up bucket "+streams.BucketEventIndex, err)
+	for name, dst := range map[string]*jetstream.KeyValue{streams.BucketDeliveryState: &h.states, streams.BucketDLQState: &h.dlq, streams.BucketHealth: &h.health} {
+		kv, err := p.js.KeyValue(ctx, name)
+		if err != nil {
+			return nil, unavailable("look up bucket "+name, err)
+		}
+		*dst = kv
 	}
-	states, err := p.js.KeyValue(ctx, streams.BucketDeliveryState)
-	if err != nil {
-		return nil, unavailable("look up bucket "+streams.BucketDeliveryState, err)
-	}
-	p.bound = &handles{events: events, index: index, states: states}
-	return p.bound, nil
+	p.bound = h
+	return h, nil
 }
 
 // lookup finds an event by id with the state of its delivery to every
-// endpoint: those the fan-out named in the index (pending until their state
-// is written) and any other endpoint the event was replayed to.
+// endpoint the fan-out made one for. The event is found through INDEX (its
+// hash bucket, read with a batched direct get: the index's memory does not
+// grow with the events stored), or, before the fan-out reached it, among the
+// events the fan-out has not taken yet (with no deliveries).
 func (p *Producer) lookup(ctx context.Context, id string) (*eventView, error) {
 	if streams.ValidateID(id) != nil {
 		return nil, notFound(id) // no event can have that id
@@ -94,127 +101,88 @@ func (p *Producer) lookup(ctx context.Context, id string) (*eventView, error) {
 	if err != nil {
 		return nil, err
 	}
-	entry, err := h.index.Get(ctx, streams.IDToken(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) && p.index.settle(ctx) {
-		entry, err = h.index.Get(ctx, streams.IDToken(id))
+	idx, err := p.findIndex(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	var ev *streams.Event
+	if idx != nil {
+		ev, err = p.eventAt(ctx, h, idx.Seq, id)
+	} else {
+		ev, err = p.findUnfanned(ctx, h, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ev == nil {
 		return nil, notFound(id)
 	}
+	view := &eventView{
+		ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: ev.Time.UTC(),
+		Data: json.RawMessage(ev.Data), Deliveries: []deliveryView{},
+	}
+	if idx != nil {
+		view.Deliveries = p.deliveryStates(ctx, h, ev, idx.Deliveries)
+	}
+	return view, nil
+}
+
+// findIndex returns the event's INDEX entry, or nil before its fan-out.
+func (p *Producer) findIndex(ctx context.Context, id string) (*streams.EventIndex, error) {
+	idx, err := streams.FindIndex(ctx, p.js, id)
 	if err != nil {
 		return nil, unavailable("read the event index", err)
 	}
-	var idx streams.EventIndex
-	if err := streams.Unmarshal(entry.Value(), &idx); err != nil {
-		return nil, fmt.Errorf("event %s: index entry: %w", id, err)
+	return idx, nil
+}
+
+// findUnfanned looks for id among the events past the fan-out's ack floor
+// (by their Nats-Msg-Id, the event id), at most unfannedScan of them: an
+// event is in INDEX only once the fan-out ran, and GET must find it from
+// its 202 on.
+func (p *Producer) findUnfanned(ctx context.Context, h *handles, id string) (*streams.Event, error) {
+	from := uint64(1)
+	if c, err := p.js.Consumer(ctx, streams.StreamEvents, streams.ConsumerFanout); err == nil {
+		if ci, err := c.Info(ctx); err == nil {
+			from = ci.AckFloor.Stream + 1
+		}
 	}
-	msg, err := h.events.GetMsg(ctx, idx.Seq)
+	var found *streams.Event
+	err := streams.ScanSubject(ctx, p.js, streams.StreamEvents, streams.SubjectEvents+".>", from, unfannedScan, func(m *jetstream.RawStreamMsg) bool {
+		if m.Header.Get(jetstream.MsgIDHeader) != id {
+			return true
+		}
+		var ev streams.Event
+		if err := streams.Unmarshal(m.Data, &ev); err == nil && ev.ID == id {
+			found = &ev
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, unavailable("read events", err)
+	}
+	return found, nil
+}
+
+// eventAt reads the event stored at seq, or nil when it aged out of EVENTS
+// (or the stream was purged and the sequence reused).
+func (p *Producer) eventAt(ctx context.Context, h *handles, seq uint64, id string) (*streams.Event, error) {
+	msg, err := h.events.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, notFound(id) // aged out of EVENTS before its index entry
+		return nil, nil
 	}
 	if err != nil {
 		return nil, unavailable("read the event", err)
 	}
 	var ev streams.Event
 	if err := streams.Unmarshal(msg.Data, &ev); err != nil {
-		return nil, fmt.Errorf("event %s: stored event at sequence %d: %w", id, idx.Seq, err)
+		return nil, fmt.Errorf("event %s: stored event at sequence %d: %w", id, seq, err)
 	}
 	if ev.ID != id {
-		return nil, notFound(id) // the index outlived a purged stream
+		return nil, nil
 	}
-	states, err := p.deliveryStates(ctx, h.states, id)
-	if err != nil {
-		return nil, err
-	}
-	return &eventView{
-		ID:         ev.ID,
-		Type:       ev.Type,
-		Source:     ev.Source,
-		Time:       ev.Time.UTC(),
-		Data:       json.RawMessage(ev.Data),
-		Deliveries: deliveries(idx.Endpoints, states),
-	}, nil
-}
-
-// deliveryStates reads every delivery state of an event, keyed by endpoint
-// id, in one pass over the keys IDToken(id).*.
-func (p *Producer) deliveryStates(ctx context.Context, kv jetstream.KeyValue, id string) (map[string]*streams.DeliveryState, error) {
-	prefix := streams.IDToken(id) + "."
-	w, err := kv.WatchFiltered(ctx, []string{prefix + "*"}, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, unavailable("read delivery states", err)
-	}
-	defer func() { _ = w.Stop() }()
-	out := map[string]*streams.DeliveryState{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, unavailable("read delivery states", errors.New("watch closed"))
-			}
-			if e == nil { // every current value was delivered
-				return out, nil
-			}
-			var st streams.DeliveryState
-			if err := streams.Unmarshal(e.Value(), &st); err != nil {
-				// One unreadable state must not hide the event.
-				p.log.WarnContext(ctx, "delivery state unreadable", "event_id", id, "key", e.Key(), "err", err)
-				continue
-			}
-			out[strings.TrimPrefix(e.Key(), prefix)] = &st
-		case <-ctx.Done():
-			return nil, unavailable("read delivery states", ctx.Err())
-		}
-	}
-}
-
-// deliveries lists the endpoints of the index in its order, then every
-// other endpoint that has a state (a replay), by id.
-func deliveries(endpoints []string, states map[string]*streams.DeliveryState) []deliveryView {
-	out := make([]deliveryView, 0, max(len(endpoints), len(states)))
-	seen := make(map[string]bool, len(endpoints))
-	for _, ep := range endpoints {
-		if seen[ep] {
-			continue
-		}
-		seen[ep] = true
-		out = append(out, deliveryOf(ep, states[ep]))
-	}
-	extra := len(out)
-	for ep, st := range states {
-		if !seen[ep] {
-			out = append(out, deliveryOf(ep, st))
-		}
-	}
-	slices.SortFunc(out[extra:], func(a, b deliveryView) int { return cmp.Compare(a.Endpoint, b.Endpoint) })
-	return out
-}
-
-func deliveryOf(endpoint string, st *streams.DeliveryState) deliveryView {
-	if st == nil {
-		return deliveryView{Endpoint: endpoint, State: streams.DeliveryPending}
-	}
-	return deliveryView{
-		Endpoint: endpoint,
-		State:    st.State,
-		deliveryDetail: &deliveryDetail{
-			Generation:   st.Generation,
-			Attempts:     st.Attempts,
-			LastAttempt:  utc(st.LastAttempt),
-			LastStatus:   st.LastStatus,
-			LastError:    st.LastError,
-			NextAttempt:  utc(st.NextAttempt),
-			DeadLetterID: st.DeadLetterID,
-		},
-	}
-}
-
-// utc keeps a zero time zero (omitzero) and puts any other in UTC.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.UTC()
+	return &ev, nil
 }
 
 func notFound(id string) error {

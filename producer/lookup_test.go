@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
-	"slices"
 	"testing"
 	"time"
 
@@ -31,7 +30,7 @@ func TestGetEventFoundAtOnce(t *testing.T) {
 	if r := b.post(t, `{"id": "`+id+`", "type": "order.created", "source": "shop", "time": "2024-05-01T10:00:00+02:00", "data": {"total": 99}}`); r.code != http.StatusAccepted {
 		t.Fatalf("POST = %d %s", r.code, r.raw)
 	}
-	// No fan-out has run: the producer's own index entry finds the event.
+	// No fan-out has run: the event is found among those it has not taken.
 	r := b.get(t, id)
 	if r.code != http.StatusOK {
 		t.Fatalf("GET = %d %s, want 200", r.code, r.raw)
@@ -55,6 +54,11 @@ func TestGetEventFoundAtOnce(t *testing.T) {
 	}
 }
 
+// Each delivery's state is derived from JetStream alone: the INDEX entry
+// the fan-out wrote (with each delivery's DELIVERIES sequence), whether the
+// delivery is still in the work-queue DELIVERIES, its failure state, its
+// dead-letter record's state and its endpoint's health. No key is written
+// per successful delivery.
 func TestGetEventDeliveries(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -63,23 +67,53 @@ func TestGetEventDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// What the fan-out and the dispatchers would have written.
-	cest := time.FixedZone("CEST", 2*3600)
-	if _, err := streams.Put(ctx, b.kv(t, streams.BucketEventIndex), streams.IDToken("order-7"),
-		&streams.EventIndex{EventID: "order-7", Seq: res.Seq, Endpoints: []string{"ep_b", "ep_a"}, FannedOutAt: fixedNow}); err != nil {
+	// What the fan-out would have stored: one delivery per endpoint; the
+	// delivered one already left the work queue.
+	deliver := func(ep string) uint64 {
+		d := streams.Delivery{Event: streams.Event{ID: "order-7", Type: "order.created", Source: "default", Time: fixedNow, Data: []byte(`{}`)}, EndpointID: ep}
+		data, err := streams.Marshal(&d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := b.env.JS.Publish(ctx, streams.DeliverySubject(ep), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	idx := streams.EventIndex{EventID: "order-7", Seq: res.Seq, FannedOutAt: fixedNow}
+	for _, ep := range []string{"ep_pending", "ep_retrying", "ep_held", "ep_replayed"} {
+		idx.Deliveries = append(idx.Deliveries, streams.IndexDelivery{Endpoint: ep, Seq: deliver(ep)})
+	}
+	idx.Deliveries = append(idx.Deliveries,
+		streams.IndexDelivery{Endpoint: "ep_delivered", Seq: 999999},
+		streams.IndexDelivery{Endpoint: "ep_dead", Seq: 999998})
+	data, err := streams.Marshal(&idx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	states := b.kv(t, streams.BucketDeliveryState)
-	for _, st := range []*streams.DeliveryState{
-		{EventID: "order-7", EndpointID: "ep_a", State: streams.DeliveryDelivered, Attempts: 2,
-			LastAttempt: time.Date(2025, 3, 4, 7, 0, 0, 0, cest), LastStatus: 200},
-		// A replay to an endpoint the fan-out did not name.
-		{EventID: "order-7", EndpointID: "ep_z", Generation: 1, State: streams.DeliveryRetrying, Attempts: 1,
-			LastAttempt: fixedNow, LastStatus: 503, LastError: "HTTP 503", NextAttempt: fixedNow.Add(30 * time.Second), DeadLetterID: "dl_1"},
-		// Another event's delivery: not shown.
-		{EventID: "order-70", EndpointID: "ep_a", State: streams.DeliveryDead},
+	if _, err := b.env.JS.Publish(ctx, streams.IndexSubject("order-7"), data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.Put(ctx, b.kv(t, streams.BucketDeliveryState), streams.DeliveryKey("order-7", "ep_retrying"), &streams.DeliveryState{
+		EventID: "order-7", EndpointID: "ep_retrying", State: streams.DeliveryRetrying, Attempts: 2,
+		LastAttempt: fixedNow, LastStatus: 503, LastError: "http status 503", NextAttempt: fixedNow.Add(time.Minute),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	held := streams.NewHealth("ep_held", fixedNow)
+	held.Transition(streams.StatusDisabled, "disabled by operator", fixedNow)
+	if _, err := streams.Put(ctx, b.kv(t, streams.BucketHealth), "ep_held", held); err != nil {
+		t.Fatal(err)
+	}
+	dlq := b.kv(t, streams.BucketDLQState)
+	deadID := streams.DeadLetterID(streams.DeliveryMsgID("order-7", "ep_dead", 0))
+	replayedID := streams.DeadLetterID(streams.DeliveryMsgID("order-7", "ep_replayed", 0))
+	for _, st := range []*streams.DLQState{
+		{ID: deadID, State: streams.DLQStateDead, EndpointID: "ep_dead", EventID: "order-7"},
+		{ID: replayedID, State: streams.DLQStateReplayed, EndpointID: "ep_replayed", EventID: "order-7", ReplayGeneration: 1},
 	} {
-		if _, err := streams.Put(ctx, states, streams.DeliveryKey(st.EventID, st.EndpointID), st); err != nil {
+		if _, err := streams.Put(ctx, dlq, st.ID, st); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,12 +129,14 @@ func TestGetEventDeliveries(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []map[string]any{
-		{"endpoint": "ep_b", "state": "pending"},
-		{"endpoint": "ep_a", "state": "delivered", "generation": 0.0, "attempts": 2.0,
-			"last_attempt": "2025-03-04T05:00:00Z", "last_status": 200.0},
-		{"endpoint": "ep_z", "state": "retrying", "generation": 1.0, "attempts": 1.0,
-			"last_attempt": "2025-03-04T05:06:07Z", "last_status": 503.0, "last_error": "HTTP 503",
-			"next_attempt": "2025-03-04T05:06:37Z", "dead_letter_id": "dl_1"},
+		{"endpoint": "ep_pending", "state": "pending"},
+		{"endpoint": "ep_retrying", "state": "retrying", "generation": 0.0, "attempts": 2.0,
+			"last_attempt": "2025-03-04T05:06:07Z", "last_status": 503.0, "last_error": "http status 503",
+			"next_attempt": "2025-03-04T05:07:07Z"},
+		{"endpoint": "ep_held", "state": "held"},
+		{"endpoint": "ep_replayed", "state": "pending", "generation": 1.0, "dead_letter_id": replayedID},
+		{"endpoint": "ep_delivered", "state": "delivered"},
+		{"endpoint": "ep_dead", "state": "dead", "generation": 0.0, "dead_letter_id": deadID},
 	}
 	if !reflect.DeepEqual(got.Deliveries, want) {
 		t.Fatalf("deliveries =\n%v\nwant\n%v", got.Deliveries, want)
@@ -115,45 +151,5 @@ func TestGetUnknownEvent(t *testing.T) {
 		if r.code != http.StatusNotFound || r.body["error"] != "event "+id+" not found" {
 			t.Fatalf("GET %q = %d %s, want 404 event %s not found", id, r.code, r.raw, id)
 		}
-	}
-}
-
-func TestIndexEntryNeverClobbersFanout(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	index := b.kv(t, streams.BucketEventIndex)
-	// The fan-out got there first (EVENTS is empty: the event will be seq 1).
-	fanned := &streams.EventIndex{EventID: "raced", Seq: 1, Endpoints: []string{"ep_a"}}
-	if _, err := streams.Put(ctx, index, streams.IDToken("raced"), fanned); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"raced", "plain"} {
-		if _, err := b.p.Publish(ctx, producer.Event{ID: id, Type: "order.created", Data: json.RawMessage(`{}`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Stop waits for the index writes to be answered.
-	if err := b.p.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	got, _, found, err := streams.Get[streams.EventIndex](ctx, index, streams.IDToken("raced"))
-	if err != nil || !found {
-		t.Fatalf("index of raced: found %v, %v", found, err)
-	}
-	if !slices.Equal(got.Endpoints, []string{"ep_a"}) {
-		t.Fatalf("index of raced = %+v: the producer's entry clobbered the fan-out's", got)
-	}
-	plain, _, found, err := streams.Get[streams.EventIndex](ctx, index, streams.IDToken("plain"))
-	if err != nil || !found {
-		t.Fatalf("index of plain: found %v, %v", found, err)
-	}
-	if plain.EventID != "plain" || plain.Seq != 2 || len(plain.Endpoints) != 0 {
-		t.Fatalf("index of plain = %+v, want event plain at seq 2 with no endpoints yet", plain)
-	}
-	// After Stop, publishing still works; it just writes no index entry.
-	res, err := b.p.Publish(ctx, producer.Event{ID: "after", Type: "order.created", Data: json.RawMessage(`{}`)})
-	if err != nil || res.Seq != 3 {
-		t.Fatalf("publish after Stop = %+v, %v", res, err)
 	}
 }

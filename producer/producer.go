@@ -18,7 +18,6 @@ type Producer struct {
 	lim     limits
 	log     *slog.Logger
 	metrics *metrics
-	index   *indexWriter
 
 	bindMu sync.Mutex
 	bound  *handles
@@ -35,10 +34,6 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	iw, err := newIndexWriter(cfg.JS)
-	if err != nil {
-		return nil, fmt.Errorf("producer: %w", err)
-	}
 	return &Producer{
 		js: cfg.JS,
 		lim: limits{
@@ -49,7 +44,6 @@ func New(cfg Config) (*Producer, error) {
 		},
 		log:     cfg.Logger,
 		metrics: m,
-		index:   iw,
 	}, nil
 }
 
@@ -71,8 +65,8 @@ func (p *Producer) Publish(ctx context.Context, ev Event) (Result, error) {
 	return p.store(ctx, &se)
 }
 
-// store publishes a complete, valid event and, for a new one, writes its
-// first index entry without waiting for it.
+// store publishes a complete, valid event. Nothing else is written: the
+// fan-out writes the event's index entry, with its deliveries.
 func (p *Producer) store(ctx context.Context, ev *streams.Event) (Result, error) {
 	if nc := p.js.Conn(); nc != nil && !nc.IsConnected() {
 		// A reconnecting client would buffer the publish and wait for the
@@ -94,17 +88,11 @@ func (p *Producer) store(ctx context.Context, ev *streams.Event) (Result, error)
 	} else {
 		p.metrics.stored()
 		p.log.DebugContext(ctx, "event stored", "event_id", ev.ID, "seq", res.Seq, "type", ev.Type, "source", ev.Source)
-		p.index.write(ev.ID, res.Seq)
 	}
 	return Result{ID: ev.ID, Seq: res.Seq, Duplicate: res.Duplicate}, nil
 }
 
-// Stop waits, bounded by ctx, for the index entries written so far to be
-// answered, then releases the subscription that collects those answers.
-// Publishing still works after Stop but writes no more index entries (the
-// fan-out writes them anyway). It is idempotent and safe to call on a
-// Producer that never published; closing the NATS connection releases the
-// same resources.
-func (p *Producer) Stop(ctx context.Context) error {
-	return p.index.stop(ctx)
-}
+// Stop is part of the Start/Stop contract; a Producer holds nothing that
+// needs stopping (a publish waits for its own acknowledgement). It is
+// idempotent and safe on a Producer that never published.
+func (p *Producer) Stop(ctx context.Context) error { return nil }

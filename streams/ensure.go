@@ -108,7 +108,6 @@ func BucketConfigs(c Config) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		kv(BucketEndpoints, "endpoint configuration", 0, false),
 		kv(BucketHealth, "endpoint health shared by every dispatcher", 0, false),
-		kv(BucketEventIndex, "event id to stream sequence and fan-out", c.EventsMaxAge, false),
 		kv(BucketDeliveryState, "state of each failed delivery not yet settled", c.DeliveriesMaxAge(), true),
 		kv(BucketSources, "source configuration", 0, false),
 		kv(BucketSourceState, "source cursors and status", 0, false),
@@ -159,7 +158,7 @@ func flagFor(stream, setting string) string {
 		return "--max-event-data"
 	}
 	switch stream {
-	case StreamEvents, StreamIndex, "KV_" + BucketEventIndex:
+	case StreamEvents, StreamIndex:
 		return "--events-max-age"
 	case StreamDeliveries, "KV_" + BucketDeliveryState:
 		return "--retry-max-age"

@@ -48,11 +48,10 @@ const (
 	// BucketHealth holds endpoint health shared by every dispatcher, key =
 	// endpoint id, changed by compare-and-set.
 	BucketHealth = "hookstream_health"
-	// BucketEventIndex maps an event id (as IDToken) to where the event is
-	// stored and which endpoints it was fanned out to.
-	BucketEventIndex = "hookstream_events"
-	// BucketDeliveryState holds the latest state of each delivery, key =
-	// DeliveryKey(event id, endpoint id).
+	// BucketDeliveryState holds the state of each delivery that failed and
+	// is not yet settled (its attempts, its next one), key = DeliveryKey(event
+	// id, endpoint id); the key is purged when the delivery ends, so the
+	// bucket grows with failures, never with traffic.
 	BucketDeliveryState = "hookstream_delivery_state"
 	// BucketSources holds source configuration, key = source id.
 	BucketSources = "hookstream_sources"

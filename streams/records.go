@@ -103,7 +103,10 @@ type DLQState struct {
 
 // Delivery states, in BucketDeliveryState.
 const (
-	DeliveryPending   = "pending"
+	DeliveryPending = "pending"
+	// DeliveryHeld is a delivery not yet settled whose endpoint is failing
+	// or disabled: it waits unread (or for its retry) until it recovers.
+	DeliveryHeld      = "held"
 	DeliveryRetrying  = "retrying"
 	DeliveryDelivered = "delivered"
 	DeliveryDead      = "dead"
@@ -150,17 +153,17 @@ func (s *DeliveryState) AddAttempt(a Attempt) {
 // delivery's history and so in its dead-letter record.
 const deadLetterBodyLimit = 1 << 10
 
-// EventIndex maps an event id to its EVENTS sequence and the endpoints it was
-// fanned out to, in BucketEventIndex under IDToken(event id).
+// EventIndex is an event's entry in INDEX (on IndexSubject(event id)),
+// written by the fan-out once every delivery was stored: where the event is
+// in EVENTS and where each delivery is in DELIVERIES, so that an event's
+// delivery states are read from JetStream (a delivery still in the
+// work-queue DELIVERIES is unsettled), not from a key written per delivery.
 type EventIndex struct {
-	V           int       `msgpack:"v"`
-	EventID     string    `msgpack:"event_id"`
-	Seq         uint64    `msgpack:"seq"`
-	Endpoints   []string  `msgpack:"endpoints"`
-	FannedOutAt time.Time `msgpack:"fanned_out_at"`
-	// Deliveries are the deliveries the fan-out made, with their DELIVERIES
-	// sequences: a delivery still in the work-queue DELIVERIES is unsettled.
-	Deliveries []IndexDelivery `msgpack:"deliveries"`
+	V           int             `msgpack:"v"`
+	EventID     string          `msgpack:"event_id"`
+	Seq         uint64          `msgpack:"seq"`
+	FannedOutAt time.Time       `msgpack:"fanned_out_at"`
+	Deliveries  []IndexDelivery `msgpack:"deliveries"`
 }
 
 // IndexDelivery is one delivery made by the fan-out: its endpoint and its

@@ -94,7 +94,7 @@ func (s *server) cliJSON(t *testing.T, v any, args ...string) {
 // accepts it, and nothing else.
 func TestEndToEndThousandEventsThreeEndpoints(t *testing.T) {
 	srv := startServer(t, "serve", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--allow-private-endpoints",
-		"--log-level", "warn", "--retry-initial", "50ms", "--retry-max-interval", "200ms")
+		"--log-level", "warn", "--retry-initial", "50ms", "--retry-max-interval", "200ms", "--retry-min-delay", "10ms")
 
 	type sinkBundle struct {
 		h      *sink
@@ -211,7 +211,7 @@ func TestEndToEndThousandEventsThreeEndpoints(t *testing.T) {
 // replay of the same record makes no second delivery).
 func TestEndToEndOutageCatchupAndReplay(t *testing.T) {
 	srv := startServer(t, "serve", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--allow-private-endpoints",
-		"--log-level", "error", "--retry-initial", "50ms", "--retry-max-interval", "100ms", "--retry-max-age", "1s",
+		"--log-level", "error", "--retry-initial", "50ms", "--retry-max-interval", "100ms", "--retry-min-delay", "10ms", "--retry-max-age", "1s",
 		"--failing-after", "2", "--ack-wait", "3s", "--delivery-timeout", "1s", "--poll-tick", "20ms")
 	var down atomic.Bool
 	down.Store(true)

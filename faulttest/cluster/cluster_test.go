@@ -48,6 +48,20 @@ func TestCluster(t *testing.T) {
 func testDispatchersShareWork(t *testing.T, p *pipeline) {
 	pb := &publisher{p: p.producer, prefix: "share"}
 	p.record(t, pb)
+	// The endpoints' slots were all the first dispatcher's before the second
+	// joined; it gives up half once it sees the other (a compare-and-set
+	// round on R3). Events go out meanwhile, one per publishPace, until the
+	// second dispatcher has made an attempt.
+	warm := time.NewTicker(publishPace)
+	defer warm.Stop()
+	deadline := time.Now().Add(waitCluster)
+	for i := 0; p.dispatchers[len(p.dispatchers)-1].attempts.Load() == 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the last dispatcher made no attempt within %s of joining", waitCluster)
+		}
+		pb.one(context.Background(), shareEvents+i)
+		<-warm.C
+	}
 	before := p.attempts()
 	pb.run(context.Background(), shareEvents, publishPace, 2)
 	res := pb.result()

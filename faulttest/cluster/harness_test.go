@@ -364,6 +364,7 @@ func startPipeline(t *testing.T, c *testCluster, o pipelineOptions) *pipeline {
 			RetryInitial:     50 * time.Millisecond,
 			RetryMaxInterval: time.Second,
 			RetryMaxAge:      streamsConfig.RetryMaxAge,
+			RetryMinDelay:    10 * time.Millisecond,
 			Jitter:           -1,
 			PullWait:         500 * time.Millisecond,
 			MemberTTL:        5 * time.Second,

@@ -2,11 +2,13 @@ package crash
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/hookstream/hookstream/dispatcher"
 	"github.com/hookstream/hookstream/endpoints"
+	"github.com/hookstream/hookstream/producer"
 	"github.com/hookstream/hookstream/streams"
 	"github.com/hookstream/hookstream/streams/streamstest"
 	"github.com/hookstream/hookstream/webhook"
@@ -37,6 +40,7 @@ func scaledConfig() dispatcher.Config {
 		RetryInitial:     20 * time.Millisecond,
 		RetryMaxInterval: 200 * time.Millisecond,
 		RetryMaxAge:      2 * time.Second,
+		RetryMinDelay:    5 * time.Millisecond,
 		Jitter:           -1,
 		FailingAfter:     5,
 		Concurrency:      10,
@@ -226,22 +230,35 @@ func (w *world) deadLetters(epID string) map[string][]streams.DeadLetter {
 	}
 }
 
-// deliveryState is the state GET /v1/events/{id} shows for the delivery.
+// deliveryState is the state GET /v1/events/{id} shows for the delivery,
+// read through the producer's own route.
 func (w *world) deliveryState(eventID, epID string) string {
 	w.t.Helper()
-	ctx := context.Background()
-	kv, err := w.env.JS.KeyValue(ctx, streams.BucketDeliveryState)
+	p, err := producer.New(producer.Config{JS: w.env.JS})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	st, _, found, err := streams.Get[streams.DeliveryState](ctx, kv, streams.DeliveryKey(eventID, epID))
-	if err != nil {
+	mux := http.NewServeMux()
+	for _, r := range p.Routes() {
+		mux.Handle(r.Method+" "+r.Pattern, r.Handler)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/events/"+url.PathEscape(eventID), nil))
+	if rec.Code != http.StatusOK {
+		w.t.Fatalf("GET /v1/events/%s: %d %s", eventID, rec.Code, rec.Body)
+	}
+	var view struct {
+		Deliveries []struct{ Endpoint, State string }
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &view); err != nil {
 		w.t.Fatal(err)
 	}
-	if !found {
-		return ""
+	for _, d := range view.Deliveries {
+		if d.Endpoint == epID {
+			return d.State
+		}
 	}
-	return st.State
+	return ""
 }
 
 // status is the endpoint's health status.

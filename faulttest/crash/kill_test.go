@@ -35,7 +35,7 @@ const (
 func TestKill9MidBacklogLosesNothing(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	flags := []string{"--ack-wait", "2s", "--delivery-timeout", "1s", "--retry-initial", "100ms",
+	flags := []string{"--ack-wait", "2s", "--delivery-timeout", "1s", "--retry-initial", "100ms", "--retry-min-delay", "50ms",
 		"--retry-max-interval", "500ms", "--log-level", "warn"}
 	p1 := startServe(t, data, flags...)
 	a1 := newAPI(t, p1.url, killPublishers)

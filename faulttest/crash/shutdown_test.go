@@ -52,7 +52,7 @@ func TestSIGTERMFinishesOrReleasesInFlightDeliveries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			data := t.TempDir()
-			flags := []string{"--ack-wait", "2s", "--delivery-timeout", "1s", "--retry-initial", "100ms",
+			flags := []string{"--ack-wait", "2s", "--delivery-timeout", "1s", "--retry-initial", "100ms", "--retry-min-delay", "50ms",
 				"--retry-max-interval", "500ms", "--concurrency", strconv.Itoa(shutdownConcurrency),
 				"--shutdown-timeout", tc.shutdownTimeout.String(), "--log-level", "warn"}
 			p1 := startServe(t, data, flags...)
