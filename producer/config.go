@@ -20,6 +20,9 @@ const (
 	// other fields and JSON framing): MaxBodyBytes defaults to MaxEventData
 	// plus this.
 	BodyOverheadDefault = 64 << 10
+	// MaxBatchBodyDefault is the largest POST /v1/events/batch body
+	// accepted: 16 MiB (each event in it still within MaxEventData).
+	MaxBatchBodyDefault = 16 << 20
 	// maxEventDataLimit is the most MaxEventData may be set to, as in
 	// streams.Config.
 	maxEventDataLimit = 64 << 20
@@ -36,6 +39,10 @@ type Config struct {
 	// MaxBodyBytes is the largest POST /v1/events body accepted, in bytes.
 	// Defaults to MaxEventData + BodyOverheadDefault (64 KiB).
 	MaxBodyBytes int64
+	// MaxBatchBodyBytes is the largest POST /v1/events/batch body accepted,
+	// in bytes. Defaults to MaxBatchBodyDefault (16 MiB), or MaxBodyBytes
+	// when that is larger.
+	MaxBatchBodyBytes int64
 	// Now is the clock that sets an event's time when the publisher gives
 	// none. Defaults to time.Now.
 	Now func() time.Time
@@ -57,6 +64,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = int64(c.MaxEventData) + BodyOverheadDefault
 	}
+	if c.MaxBatchBodyBytes == 0 {
+		c.MaxBatchBodyBytes = max(MaxBatchBodyDefault, c.MaxBodyBytes)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -77,6 +87,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxEventData < 1 || c.MaxEventData > maxEventDataLimit {
 		errs = append(errs, fmt.Errorf("max-event-data: must be 1 byte to 64 MiB, got %d", c.MaxEventData))
+	}
+	if c.MaxBatchBodyBytes < c.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("max-batch-body-bytes: must be at least max-body-bytes (%d), got %d", c.MaxBodyBytes, c.MaxBatchBodyBytes))
 	}
 	if c.MaxBodyBytes < int64(c.MaxEventData) {
 		errs = append(errs, fmt.Errorf("max-body-bytes: must be at least max-event-data (%d), got %d", c.MaxEventData, c.MaxBodyBytes))

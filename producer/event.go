@@ -45,8 +45,10 @@ func newEventID() string { return streams.NewID("evt_") }
 type limits struct {
 	maxData int
 	maxBody int64
-	now     func() time.Time
-	newID   func() string
+	// maxBatchBody bounds a whole POST /v1/events/batch body.
+	maxBatchBody int64
+	now          func() time.Time
+	newID        func() string
 }
 
 // normalize completes ev (a generated id, the default source, now when it

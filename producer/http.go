@@ -11,6 +11,7 @@ import (
 func (p *Producer) Routes() []httpjson.Route {
 	return []httpjson.Route{
 		{Method: http.MethodPost, Pattern: "/v1/events", Handler: p.handlePublish},
+		{Method: http.MethodPost, Pattern: "/v1/events/batch", Handler: p.handlePublishBatch},
 		{Method: http.MethodGet, Pattern: "/v1/events/{id}", Handler: p.handleGet},
 	}
 }

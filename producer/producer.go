@@ -37,10 +37,11 @@ func New(cfg Config) (*Producer, error) {
 	return &Producer{
 		js: cfg.JS,
 		lim: limits{
-			maxData: cfg.MaxEventData,
-			maxBody: cfg.MaxBodyBytes,
-			now:     cfg.Now,
-			newID:   cfg.NewID,
+			maxData:      cfg.MaxEventData,
+			maxBody:      cfg.MaxBodyBytes,
+			maxBatchBody: cfg.MaxBatchBodyBytes,
+			now:          cfg.Now,
+			newID:        cfg.NewID,
 		},
 		log:     cfg.Logger,
 		metrics: m,

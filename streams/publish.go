@@ -32,13 +32,14 @@ func PublishEvent(ctx context.Context, js jetstream.JetStream, ev *Event) (Publi
 	ack, err := js.Publish(ctx, EventSubject(ev.Source, ev.Type), b,
 		jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(StreamEvents))
 	if err != nil {
-		return PublishResult{}, publishError(err)
+		return PublishResult{}, PublishError(err)
 	}
 	return PublishResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
-// publishError marks the errors that mean "not stored, retry later".
-func publishError(err error) error {
+// PublishError marks the errors of a publish that mean "not stored,
+// publish again later" with ErrUnavailable.
+func PublishError(err error) error {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout),
