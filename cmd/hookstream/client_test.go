@@ -32,7 +32,7 @@ func TestClientAgainstAPIServer(t *testing.T) {
 	t.Cleanup(hs.Close)
 	ctx := context.Background()
 
-	r := runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": hs.URL, "HOOKSTREAM_TOKEN": "s3cret"}, "", "events", "show", "crm:42/7")
+	r := runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": hs.URL, "HOOKSTREAM_TOKEN": "s3cret"}, "", "events", "show", "crm:42/7", "--json")
 	if r.code != 0 || !jsonEqual(t, r.stdout, `{"id":"crm:42/7"}`) {
 		t.Errorf("with the token: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}

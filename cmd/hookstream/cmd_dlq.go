@@ -7,11 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
-	"net/url"
+	"io"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/hookstream/hookstream/client"
 )
 
 // Defaults of the dlq command flags.
@@ -25,9 +25,9 @@ const (
 func dlqCommands() []*command {
 	return []*command{
 		{name: "list", summary: "list dead letters matching filters", run: (*cli).dlqList},
-		{name: "show", summary: "show a dead letter with its attempts", run: simpleCall("dlq show", http.MethodGet, "/v1/dlq/", "")},
+		{name: "show", summary: "show a dead letter with its attempts", run: (*cli).dlqShow},
 		{name: "replay", summary: "replay one dead letter by ID, or every one matching filters", run: (*cli).dlqReplay},
-		{name: "tail", summary: "follow new dead letters, one JSON line each", run: (*cli).dlqTail},
+		{name: "tail", summary: "follow new dead letters, one line each (--json: one JSON line)", run: (*cli).dlqTail},
 		{name: "purge", summary: "delete every dead letter matching filters (needs --yes)", run: (*cli).dlqPurge},
 	}
 }
@@ -80,35 +80,15 @@ func parseTimeOrAgo(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("must be RFC 3339 like 2024-05-01T12:00:00Z or a duration ago like 2h, got %q", s)
 }
 
-func (f *dlqFilter) fields() [][2]string {
-	return [][2]string{
-		{"endpoint", f.endpoint}, {"reason", f.reason}, {"type", f.typ},
-		{"since", f.since}, {"until", f.until}, {"state", f.state},
-	}
+// clientFilter is the filter for the client; resolve must have run.
+func (f *dlqFilter) clientFilter() client.DLQFilter {
+	cf := client.DLQFilter{Endpoint: f.endpoint, Reason: f.reason, Type: f.typ, State: f.state}
+	cf.Since, _ = time.Parse(time.RFC3339Nano, f.since)
+	cf.Until, _ = time.Parse(time.RFC3339Nano, f.until)
+	return cf
 }
 
-func (f *dlqFilter) query() url.Values {
-	q := url.Values{}
-	for _, kv := range f.fields() {
-		if kv[1] != "" {
-			q.Set(kv[0], kv[1])
-		}
-	}
-	return q
-}
-
-// body is the bulk replay body: the filter fields, empty ones omitted.
-func (f *dlqFilter) body() map[string]string {
-	b := map[string]string{}
-	for _, kv := range f.fields() {
-		if kv[1] != "" {
-			b[kv[0]] = kv[1]
-		}
-	}
-	return b
-}
-
-func (f *dlqFilter) empty() bool { return len(f.body()) == 0 }
+func (f *dlqFilter) empty() bool { return *f == dlqFilter{} }
 
 const filterNames = "--endpoint, --reason, --type, --since, --until, --state"
 
@@ -127,7 +107,66 @@ func (c *cli) dlqList(ctx context.Context, args []string) error {
 	if err := f.resolve(c.now()); err != nil {
 		return err
 	}
-	return c.printList(ctx, cf, pf, "/v1/dlq", f.query())
+	filter := f.clientFilter()
+	return listCommand(c, ctx, cf, pf, "dead letters",
+		func(cl *client.Client) func(context.Context, client.ListOptions) (*client.Page[client.DeadLetter], error) {
+			return cl.DeadLetters(filter)
+		},
+		func(recs []client.DeadLetter) *table {
+			t := newTable("ID", "DEAD AT", "ENDPOINT", "REASON", "STATE", "EVENT", "TYPE", "ATTEMPTS")
+			for _, r := range recs {
+				t.add(r.ID, when(r.DeadAt), r.EndpointID, r.Reason, r.State, r.Event.ID, r.Event.Type, num(r.AttemptCount))
+			}
+			return t
+		})
+}
+
+// dlq show ID
+func (c *cli) dlqShow(ctx context.Context, args []string) error {
+	id, cf, cl, ctx, ans, err := c.idCommand(ctx, "dlq show", args)
+	if err != nil {
+		return err
+	}
+	rec, err := cl.DeadLetter(ctx, id)
+	if err != nil {
+		return apiErr(cl, err)
+	}
+	if cf.json {
+		return printJSON(c.stdout, ans.last())
+	}
+	return printDeadLetter(c.stdout, rec)
+}
+
+func printDeadLetter(w io.Writer, r *client.DeadLetter) error {
+	var f fields
+	f.add("id", r.ID)
+	f.add("state", r.State)
+	f.add("reason", r.Reason)
+	f.add("endpoint", r.EndpointID+"  "+r.URL)
+	f.add("event", r.Event.ID+"  "+r.Event.Type+" from "+r.Event.Source+" at "+when(r.Event.Time))
+	f.add("data", short(string(r.Event.Data), 200))
+	f.add("generation", num(r.Generation))
+	f.add("attempts", fmt.Sprintf("%d (%s to %s)", r.AttemptCount, when(r.FirstAttempt), when(r.LastAttempt)))
+	f.add("dead at", when(r.DeadAt))
+	if r.ReplayGeneration > 0 {
+		f.add("replayed as generation", num(r.ReplayGeneration))
+	}
+	if err := f.print(w); err != nil {
+		return err
+	}
+	t := newTable("ATTEMPT", "TIME", "STATUS", "DURATION", "ERROR", "RESPONSE")
+	for _, a := range r.Attempts {
+		status := ""
+		if a.StatusCode != 0 {
+			status = num(a.StatusCode)
+		}
+		t.add(num(a.Attempt), when(a.Time), status, a.Duration.String(), short(a.Error, 60), short(a.ResponseBody, 40))
+	}
+	fmt.Fprintln(w)
+	if len(r.Attempts) < r.AttemptCount {
+		fmt.Fprintf(w, "the first %d and the last %d of %d attempts:\n", min(5, len(r.Attempts)), max(0, len(r.Attempts)-5), r.AttemptCount)
+	}
+	return t.print(w, "attempts")
 }
 
 // dlq replay ID | dlq replay --endpoint … [filters] [--poll 500ms]
@@ -149,12 +188,26 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) error {
 			return err
 		}
 		if !f.empty() {
-			return usageErrorf("dlq replay: give an ID or filters (%s), not both", filterNames)
+			return usageErrorf("dlq replay: give an ID or filters (%s), not both (for example: hookstream dlq replay %s)", filterNames, id)
 		}
-		return c.call(ctx, cf, http.MethodPost, "/v1/dlq/"+esc(id)+"/replay", nil, nil)
+		cl, err := cf.client()
+		if err != nil {
+			return err
+		}
+		ctx, ans := captureAnswers(ctx)
+		rec, err := cl.ReplayDeadLetter(ctx, id)
+		if err != nil {
+			return apiErr(cl, err)
+		}
+		if cf.json {
+			return printJSON(c.stdout, ans.last())
+		}
+		_, err = fmt.Fprintf(c.stdout, "replayed %s: event %s goes to %s again as generation %d, with the same webhook-id\n",
+			rec.ID, rec.Event.ID, rec.EndpointID, rec.ReplayGeneration)
+		return err
 	}
 	if f.empty() {
-		return usageErrorf("dlq replay: give a record ID, or at least one filter (%s) for a bulk replay", filterNames)
+		return usageErrorf("dlq replay: give a record ID, or at least one filter (%s) for a bulk replay (for example: hookstream dlq replay --endpoint ep_… --since 2h)", filterNames)
 	}
 	if err := positiveDuration("poll", *poll); err != nil {
 		return err
@@ -163,112 +216,85 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ans, err := cl.do(ctx, http.MethodPost, "/v1/dlq/replay", nil, f.body())
+	ctx, ans := captureAnswers(ctx)
+	started, err := cl.ReplayDeadLetters(ctx, f.clientFilter())
 	if err != nil {
-		return err
+		return apiErr(cl, err)
 	}
-	var started struct {
-		Job     string `json:"job"`
-		Matched int    `json:"matched"`
+	if started.Job == "" {
+		return fmt.Errorf("POST /v1/dlq/replay: answer has no job id: %s", oneLine(string(ans.last())))
 	}
-	if err := json.Unmarshal(ans, &started); err != nil || started.Job == "" {
-		return fmt.Errorf("POST /v1/dlq/replay: answer has no job id: %s", oneLine(string(ans)))
+	if !cf.json {
+		fmt.Fprintf(c.stdout, "replay job %s: %d records matched\n", started.Job, started.Matched)
 	}
-	fmt.Fprintf(c.stdout, "replay job %s: %d records matched\n", started.Job, started.Matched)
-	return c.followReplay(ctx, cl, started.Job, started.Matched, *poll)
-}
-
-// replayProgress is what GET /v1/dlq/replays/{job} answers: {"job", "state":
-// "running|done|failed", "matched", "replayed", "skipped", "failed",
-// "error"?}. The end is also read from "done" or "status", or the counts when
-// no state is given, so that the CLI never follows a finished job forever.
-type replayProgress struct {
-	Job      string `json:"job"`
-	State    string `json:"state"`
-	Status   string `json:"status"`
-	Done     bool   `json:"done"`
-	Matched  int    `json:"matched"`
-	Replayed int    `json:"replayed"`
-	Failed   int    `json:"failed"`
-	Skipped  int    `json:"skipped"`
-	Error    string `json:"error"`
-}
-
-// finished reports whether the job has ended: by its state when the API
-// reports one, by its counts otherwise.
-func (p *replayProgress) finished() bool {
-	if p.Done || p.Error != "" {
-		return true
-	}
-	if state := strings.ToLower(p.State + p.Status); state != "" {
-		switch state {
-		case "done", "completed", "complete", "finished", "succeeded", "failed", "canceled", "cancelled":
-			return true
+	job, err := c.followReplay(ctx, cl, started, *poll, cf.json)
+	if cf.json && job != nil {
+		if perr := printJSON(c.stdout, ans.last()); perr != nil {
+			return perr
 		}
-		return false
 	}
-	return p.Replayed+p.Failed+p.Skipped >= p.Matched
+	return err
 }
 
-func (p *replayProgress) line() string {
-	s := fmt.Sprintf("replayed %d/%d", p.Replayed, p.Matched)
-	if p.Skipped > 0 {
-		s += fmt.Sprintf(", %d skipped", p.Skipped)
+// replayLine is a bulk replay's progress in words.
+func replayLine(j *client.ReplayJob) string {
+	s := fmt.Sprintf("replayed %d/%d", j.Replayed, j.Matched)
+	if j.Skipped > 0 {
+		s += fmt.Sprintf(", %d skipped", j.Skipped)
 	}
-	if p.Failed > 0 {
-		s += fmt.Sprintf(", %d failed", p.Failed)
+	if j.Failed > 0 {
+		s += fmt.Sprintf(", %d failed", j.Failed)
 	}
 	return s
 }
 
-// followReplay polls a bulk replay job, printing a progress line whenever it
-// changes, until the job is done.
-func (c *cli) followReplay(ctx context.Context, cl *client, job string, matched int, poll time.Duration) error {
+// followReplay polls a bulk replay job until it ends, showing its progress
+// (a bar on a terminal, a line per change elsewhere, nothing with quiet),
+// and returns its last state.
+func (c *cli) followReplay(ctx context.Context, cl *client.Client, started *client.ReplayStarted, poll time.Duration, quiet bool) (*client.ReplayJob, error) {
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	last := ""
+	bar := &progress{w: c.stdout, tty: c.tty(c.stdout)}
+	defer bar.done()
 	for {
-		ans, err := cl.do(ctx, http.MethodGet, "/v1/dlq/replays/"+esc(job), nil, nil)
+		j, err := cl.ReplayJob(ctx, started.Job)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("stopped following replay job %s (it goes on in the server): %w", job, ctx.Err())
+				return nil, fmt.Errorf("stopped following replay job %s (it goes on in the server): %w", started.Job, ctx.Err())
 			}
-			return err
+			return nil, apiErr(cl, err)
 		}
-		var p replayProgress
-		if err := json.Unmarshal(ans, &p); err != nil {
-			return fmt.Errorf("GET /v1/dlq/replays/%s: answer is not a replay job: %w", job, err)
+		if j.Matched == 0 {
+			j.Matched = started.Matched
 		}
-		if p.Matched == 0 {
-			p.Matched = matched
+		if !quiet {
+			bar.update(j.Replayed+j.Skipped+j.Failed, j.Matched, replayLine(j))
 		}
-		if line := p.line(); line != last {
-			fmt.Fprintln(c.stdout, line)
-			last = line
-		}
-		if p.finished() {
+		if j.Finished() {
+			bar.done()
 			switch {
-			case p.Error != "":
-				return fmt.Errorf("replay job %s: %s", job, p.Error)
-			case p.Failed > 0:
-				return fmt.Errorf("replay job %s: %d of %d records failed to replay", job, p.Failed, p.Matched)
-			case strings.EqualFold(p.State, "failed") || strings.EqualFold(p.Status, "failed"):
-				return fmt.Errorf("replay job %s failed", job)
+			case j.Error != "":
+				return j, fmt.Errorf("replay job %s: %s", j.Job, j.Error)
+			case j.Failed > 0:
+				return j, fmt.Errorf("replay job %s: %d of %d records failed to replay", j.Job, j.Failed, j.Matched)
+			case j.State == client.JobFailed:
+				return j, fmt.Errorf("replay job %s failed", j.Job)
 			}
-			return nil
+			return j, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("stopped following replay job %s (it goes on in the server): %w", job, ctx.Err())
+			return nil, fmt.Errorf("stopped following replay job %s (it goes on in the server): %w", started.Job, ctx.Err())
 		case <-t.C:
 		}
 	}
 }
 
 // dlq tail [--endpoint] [--type] [--reason] [--poll 1s]: every record that
-// dies from now on, one compact JSON line each, until ctx ends (Ctrl-C: exit
-// 0). The first request asks for records since now; once a record is seen,
-// the next ones start at its DLQ stream sequence + 1.
+// dies from now on, one line each (with --json, the record as one JSON
+// line), until ctx ends (Ctrl-C: exit 0). The first request asks for
+// records since now; once a record is seen, the next ones start at its DLQ
+// stream sequence + 1.
 func (c *cli) dlqTail(ctx context.Context, args []string) error {
 	fs := newFlagSet("dlq tail", c.stderr)
 	cf := addClientFlags(fs)
@@ -287,48 +313,57 @@ func (c *cli) dlqTail(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	q := f.query()
-	q.Set("since", c.now().UTC().Format(time.RFC3339Nano))
+	filter := f.clientFilter()
+	filter.Since = c.now().UTC()
+	opts := client.ListOptions{}
 	t := time.NewTicker(*poll)
 	defer t.Stop()
 	for {
-		data, err := cl.do(ctx, http.MethodGet, "/v1/dlq", q, nil)
+		var raw []byte
+		pctx := client.WithAnswer(ctx, func(b []byte) { raw = b })
+		p, err := cl.ListDeadLetters(pctx, filter, opts)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			return err
+			return apiErr(cl, err)
 		}
-		var p page
-		if err := json.Unmarshal(data, &p); err != nil {
-			return fmt.Errorf("GET /v1/dlq: answer is not a list page: %w", err)
+		var rawItems struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if cf.json {
+			if err := json.Unmarshal(raw, &rawItems); err != nil {
+				return fmt.Errorf("GET /v1/dlq: answer is not a list page: %w", err)
+			}
 		}
 		var lastSeq uint64
-		for _, item := range p.Items {
-			var buf bytes.Buffer
-			if err := json.Compact(&buf, item); err != nil {
-				return fmt.Errorf("GET /v1/dlq: bad record: %w", err)
+		for i, rec := range p.Items {
+			if cf.json && i < len(rawItems.Items) {
+				var buf bytes.Buffer
+				if err := json.Compact(&buf, rawItems.Items[i]); err != nil {
+					return fmt.Errorf("GET /v1/dlq: bad record: %w", err)
+				}
+				buf.WriteByte('\n')
+				if _, err := c.stdout.Write(buf.Bytes()); err != nil {
+					return err
+				}
+			} else if !cf.json {
+				if _, err := fmt.Fprintf(c.stdout, "%s  %s  %s  %s  %s %s  %d attempts\n",
+					when(rec.DeadAt), rec.ID, rec.EndpointID, rec.Reason, rec.Event.Type, rec.Event.ID, rec.AttemptCount); err != nil {
+					return err
+				}
 			}
-			buf.WriteByte('\n')
-			if _, err := c.stdout.Write(buf.Bytes()); err != nil {
-				return err
-			}
-			var rec struct {
-				Seq uint64 `json:"seq"`
-			}
-			if err := json.Unmarshal(item, &rec); err == nil && rec.Seq > lastSeq {
-				lastSeq = rec.Seq
-			}
+			lastSeq = max(lastSeq, rec.Seq)
 		}
 		// The API reads a bounded stretch of the stream per request, so a
 		// sparse filter may answer few items, or none, with a next_cursor:
 		// follow it at once. With nothing more now, go on after the last seq.
 		switch {
 		case p.NextCursor != "":
-			q.Set("cursor", p.NextCursor)
+			opts.Cursor = p.NextCursor
 			continue
 		case lastSeq > 0:
-			q.Set("cursor", strconv.FormatUint(lastSeq+1, 10))
+			opts.Cursor = strconv.FormatUint(lastSeq+1, 10)
 		case len(p.Items) > 0:
 			return errors.New("dlq tail: records carry no seq and the page no next_cursor; cannot follow")
 		}
@@ -341,7 +376,8 @@ func (c *cli) dlqTail(ctx context.Context, args []string) error {
 }
 
 // dlq purge [filters] [--yes]: lists every matching record (all pages), then
-// deletes each. Without --yes it only counts them, and refuses.
+// deletes each, with a progress bar on a terminal. Without --yes it only
+// counts them, and refuses.
 func (c *cli) dlqPurge(ctx context.Context, args []string) error {
 	fs := newFlagSet("dlq purge", c.stderr)
 	setSynopsis(fs, "hookstream dlq purge [--endpoint E] [--reason R] [--type T] [--since S] [--until U] [--state S] [--yes]")
@@ -358,41 +394,52 @@ func (c *cli) dlqPurge(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.empty() {
-		return usageErrorf("dlq purge: give at least one filter (%s)", filterNames)
+		return usageErrorf("dlq purge: give at least one filter (%s) (for example: hookstream dlq purge --endpoint ep_… --yes)", filterNames)
 	}
 	cl, err := cf.client()
 	if err != nil {
 		return err
 	}
-	p, err := cl.list(ctx, "/v1/dlq", f.query(), &pageFlags{all: true})
+	recs, err := client.Collect(client.All(ctx, client.ListOptions{Limit: listPageAll}, cl.DeadLetters(f.clientFilter())))
 	if err != nil {
-		return err
+		return apiErr(cl, err)
 	}
-	ids := make([]string, 0, len(p.Items))
-	for _, item := range p.Items {
-		var rec struct {
-			ID string `json:"id"`
+	for _, r := range recs {
+		if r.ID == "" {
+			return fmt.Errorf("GET /v1/dlq: a record has no id (seq %d)", r.Seq)
 		}
-		if err := json.Unmarshal(item, &rec); err != nil || rec.ID == "" {
-			return fmt.Errorf("GET /v1/dlq: a record has no id: %s", oneLine(string(item)))
-		}
-		ids = append(ids, rec.ID)
 	}
-	if !*yes && len(ids) > 0 {
-		return fmt.Errorf("refusing to purge %d records without --yes", len(ids))
+	if !*yes && len(recs) > 0 {
+		return fmt.Errorf("refusing to purge %d records without --yes", len(recs))
 	}
-	purged := 0
-	for _, id := range ids {
-		_, err := cl.do(ctx, http.MethodDelete, "/v1/dlq/"+esc(id), nil, nil)
-		var ae *apiError
+	bar := &progress{w: c.stdout, tty: c.tty(c.stdout)}
+	// Off a terminal, a line per tenth is enough to see it move.
+	step := max(1, len(recs)/10)
+	purged, gone := 0, 0
+	for i, r := range recs {
+		err := cl.DeleteDeadLetter(ctx, r.ID)
 		switch {
 		case err == nil:
 			purged++
-		case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		case client.IsNotFound(err):
 			// Gone already (deleted meanwhile, or aged out): nothing to do.
+			gone++
 		default:
-			return fmt.Errorf("purged %d of %d records, then: %w", purged, len(ids), err)
+			bar.done()
+			return fmt.Errorf("purged %d of %d records, then: %w", purged, len(recs), apiErr(cl, err))
+		}
+		if !cf.json && (bar.tty || (i+1)%step == 0 && i+1 < len(recs)) {
+			bar.update(i+1, len(recs), fmt.Sprintf("purged %d/%d", purged+gone, len(recs)))
 		}
 	}
-	return encodeJSON(c.stdout, map[string]int{"purged": purged, "matched": len(ids)})
+	bar.done()
+	if cf.json {
+		return encodeJSON(c.stdout, map[string]int{"purged": purged, "matched": len(recs)})
+	}
+	msg := fmt.Sprintf("purged %d of %d matching records", purged, len(recs))
+	if gone > 0 {
+		msg += fmt.Sprintf(" (%d already gone)", gone)
+	}
+	_, err = fmt.Fprintln(c.stdout, msg)
+	return err
 }

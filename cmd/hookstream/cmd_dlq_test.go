@@ -146,7 +146,7 @@ func TestDLQTail(t *testing.T) {
 		}
 		fmt.Fprint(w, pages[n])
 	})
-	r := runCLI(t, ctx, api.env(), "", "dlq", "tail", "--endpoint", "ep_1", "--type", "order.created", "--poll", "1ms")
+	r := runCLI(t, ctx, api.env(), "", "dlq", "tail", "--endpoint", "ep_1", "--type", "order.created", "--poll", "1ms", "--json")
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("code %d, stderr %q; want 0 and nothing on Ctrl-C", r.code, r.stderr)
 	}
@@ -210,7 +210,7 @@ func TestDLQPurge(t *testing.T) {
 	t.Run("with --yes deletes each", func(t *testing.T) {
 		t.Parallel()
 		api := newAPI(t)
-		r := runCLI(t, context.Background(), api.env(), "", "dlq", "purge", "--reason", "endpoint_deleted", "--yes")
+		r := runCLI(t, context.Background(), api.env(), "", "dlq", "purge", "--reason", "endpoint_deleted", "--yes", "--json")
 		if r.code != 0 {
 			t.Fatalf("code %d, stderr %q", r.code, r.stderr)
 		}
@@ -239,7 +239,7 @@ func TestDLQPurge(t *testing.T) {
 	t.Run("nothing matches", func(t *testing.T) {
 		t.Parallel()
 		api := newFakeAPI(t, answerJSON(200, `{"items":[],"next_cursor":""}`))
-		r := runCLI(t, context.Background(), api.env(), "", "dlq", "purge", "--type", "a.b")
+		r := runCLI(t, context.Background(), api.env(), "", "dlq", "purge", "--type", "a.b", "--json")
 		if r.code != 0 || !jsonEqual(t, r.stdout, `{"purged":0,"matched":0}`) {
 			t.Errorf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
@@ -258,7 +258,7 @@ func TestDLQUsageErrors(t *testing.T) {
 		{"replay id and filter", []string{"dlq", "replay", "dl_1", "--endpoint", "ep_1"}, "give an ID or filters"},
 		{"bad since", []string{"dlq", "list", "--since", "last week"}, "--since: must be RFC 3339"},
 		{"zero poll", []string{"dlq", "tail", "--poll", "0s"}, "--poll: must be positive"},
-		{"tail takes no since", []string{"dlq", "tail", "--since", "1h"}, "flag provided but not defined: -since"},
+		{"tail takes no since", []string{"dlq", "tail", "--since", "1h"}, "dlq tail: unknown flag --since"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,40 +3,94 @@ package main
 import (
 	"context"
 	"flag"
-	"net/http"
+	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/hookstream/hookstream/client"
 )
 
 func endpointsCommands() []*command {
 	return []*command{
 		{name: "add", summary: "create an endpoint", run: (*cli).endpointsAdd},
 		{name: "list", summary: "list endpoints", run: (*cli).endpointsList},
-		{name: "show", summary: "show an endpoint", run: simpleCall("endpoints show", http.MethodGet, "/v1/endpoints/", "")},
+		{name: "show", summary: "show an endpoint", run: endpointCall("endpoints show", (*client.Client).Endpoint)},
 		{name: "update", summary: "change an endpoint (only the flags given)", run: (*cli).endpointsUpdate},
-		{name: "rm", summary: "delete an endpoint", run: simpleCall("endpoints rm", http.MethodDelete, "/v1/endpoints/", "")},
-		{name: "enable", summary: "enable an endpoint", run: simpleCall("endpoints enable", http.MethodPost, "/v1/endpoints/", "/enable")},
-		{name: "disable", summary: "disable an endpoint (its deliveries are held)", run: simpleCall("endpoints disable", http.MethodPost, "/v1/endpoints/", "/disable")},
+		{name: "rm", summary: "delete an endpoint", run: (*cli).endpointsRm},
+		{name: "enable", summary: "enable an endpoint", run: endpointCall("endpoints enable", (*client.Client).EnableEndpoint)},
+		{name: "disable", summary: "disable an endpoint (its deliveries are held)", run: endpointCall("endpoints disable", (*client.Client).DisableEndpoint)},
 		{name: "attempts", summary: "list an endpoint's delivery attempts", run: (*cli).endpointsAttempts},
-		{name: "rotate-secret", summary: "give an endpoint a new signing secret", run: simpleCall("endpoints rotate-secret", http.MethodPost, "/v1/endpoints/", "/rotate-secret")},
+		{name: "rotate-secret", summary: "give an endpoint a new signing secret", run: endpointCall("endpoints rotate-secret", (*client.Client).RotateSecret)},
 	}
 }
 
-// simpleCall is a command that takes one ID and calls method prefix+ID+suffix
-// with no body, printing the answer.
-func simpleCall(name, method, prefix, suffix string) func(*cli, context.Context, []string) error {
+// idCommand parses the flags and the one ID of a command named name, and
+// returns the client and a context that keeps the answers for --json.
+func (c *cli) idCommand(ctx context.Context, name string, args []string) (string, *clientFlags, *client.Client, context.Context, *answers, error) {
+	fs := newFlagSet(name, c.stderr)
+	setSynopsis(fs, "hookstream "+name+" [flags] ID")
+	cf := addClientFlags(fs)
+	if err := parseFlags(fs, args, c.env); err != nil {
+		return "", nil, nil, nil, nil, err
+	}
+	id, err := exactlyOneArg(fs, "ID")
+	if err != nil {
+		return "", nil, nil, nil, nil, err
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return "", nil, nil, nil, nil, err
+	}
+	ctx, ans := captureAnswers(ctx)
+	return id, cf, cl, ctx, ans, nil
+}
+
+// endpointCall is a command that takes one endpoint ID, calls f and prints
+// the endpoint it answers.
+func endpointCall(name string, f func(*client.Client, context.Context, string) (*client.Endpoint, error)) func(*cli, context.Context, []string) error {
 	return func(c *cli, ctx context.Context, args []string) error {
-		fs := newFlagSet(name, c.stderr)
-		setSynopsis(fs, "hookstream "+name+" [flags] ID")
-		cf := addClientFlags(fs)
-		if err := parseFlags(fs, args, c.env); err != nil {
-			return err
-		}
-		id, err := exactlyOneArg(fs, "ID")
+		id, cf, cl, ctx, ans, err := c.idCommand(ctx, name, args)
 		if err != nil {
 			return err
 		}
-		return c.call(ctx, cf, method, prefix+esc(id)+suffix, nil, nil)
+		ep, err := f(cl, ctx, id)
+		if err != nil {
+			return apiErr(cl, err)
+		}
+		if cf.json {
+			return printJSON(c.stdout, ans.last())
+		}
+		return endpointFields(ep).print(c.stdout)
 	}
+}
+
+func endpointFields(ep *client.Endpoint) fields {
+	var f fields
+	f.add("id", ep.ID)
+	f.add("url", ep.URL)
+	f.add("event types", strings.Join(ep.EventTypes, ", "))
+	status := ep.Status
+	if ep.StatusReason != "" {
+		status += " (" + ep.StatusReason + ")"
+	}
+	f.add("status", status+" since "+when(ep.StatusSince))
+	f.addIf("description", ep.Description)
+	rate := "no limit"
+	if ep.RateLimit > 0 {
+		rate = strconv.FormatFloat(ep.RateLimit, 'g', -1, 64) + "/s"
+	}
+	f.add("rate limit", rate)
+	conc := "the server's default"
+	if ep.Concurrency > 0 {
+		conc = num(ep.Concurrency)
+	}
+	f.add("concurrency", conc)
+	f.add("created", when(ep.CreatedAt))
+	f.add("updated", when(ep.UpdatedAt))
+	if ep.Secret != "" {
+		f.add("secret", ep.Secret+"   (shown only now: give it to the receiver)")
+	}
+	return f
 }
 
 // endpointFlags are the fields of an endpoint body that add and update share.
@@ -56,36 +110,35 @@ func addEndpointFlags(fs *flag.FlagSet) *endpointFlags {
 	return ef
 }
 
-// body is the JSON body with only the fields whose flags were given, as
-// {"url","event_types","secret","description","rate_limit","concurrency"}.
-func (ef *endpointFlags) body(fs *flag.FlagSet) (map[string]any, error) {
-	b := map[string]any{}
+// update is the change the flags given ask for.
+func (ef *endpointFlags) update(fs *flag.FlagSet) (client.EndpointUpdate, error) {
+	var u client.EndpointUpdate
 	if given(fs, "url") {
-		b["url"] = ef.url
+		u.URL = client.Ptr(ef.url)
 	}
 	if given(fs, "types") {
 		types := splitList(ef.types)
 		if len(types) == 0 {
-			return nil, usageErrorf("--types: at least one type filter is required")
+			return u, usageErrorf("--types: at least one type filter is required (for example: --types 'order.*,invoice.paid')")
 		}
-		b["event_types"] = types
+		u.EventTypes = &types
 	}
 	if given(fs, "description") {
-		b["description"] = ef.description
+		u.Description = client.Ptr(ef.description)
 	}
 	if given(fs, "rate-limit") {
 		if ef.rateLimit < 0 {
-			return nil, usageErrorf("--rate-limit: must not be negative, got %g", ef.rateLimit)
+			return u, usageErrorf("--rate-limit: must not be negative, got %g (for example: --rate-limit 2.5, or 0 for none)", ef.rateLimit)
 		}
-		b["rate_limit"] = ef.rateLimit
+		u.RateLimit = client.Ptr(ef.rateLimit)
 	}
 	if given(fs, "concurrency") {
 		if ef.concurrency < 0 {
-			return nil, usageErrorf("--concurrency: must not be negative, got %d", ef.concurrency)
+			return u, usageErrorf("--concurrency: must not be negative, got %d (for example: --concurrency 10)", ef.concurrency)
 		}
-		b["concurrency"] = ef.concurrency
+		u.Concurrency = client.Ptr(ef.concurrency)
 	}
-	return b, nil
+	return u, nil
 }
 
 // splitList splits a comma-separated flag, dropping blanks.
@@ -113,19 +166,35 @@ func (c *cli) endpointsAdd(ctx context.Context, args []string) error {
 		return err
 	}
 	if ef.url == "" {
-		return usageErrorf("endpoints add: --url is required")
+		return usageErrorf("endpoints add: --url is required (for example: hookstream endpoints add --url https://example.com/hook --types 'order.*')")
 	}
 	if !given(fs, "types") {
-		return usageErrorf("endpoints add: --types is required (e.g. order.created,invoice.* or *)")
+		return usageErrorf("endpoints add: --types is required (for example: --types order.created,invoice.* or --types '*')")
 	}
-	body, err := ef.body(fs)
+	u, err := ef.update(fs)
 	if err != nil {
 		return err
 	}
-	if *secret != "" {
-		body["secret"] = *secret
+	in := client.EndpointCreate{URL: ef.url, EventTypes: *u.EventTypes, Secret: *secret, Description: ef.description}
+	if u.RateLimit != nil {
+		in.RateLimit = *u.RateLimit
 	}
-	return c.call(ctx, cf, http.MethodPost, "/v1/endpoints", nil, body)
+	if u.Concurrency != nil {
+		in.Concurrency = *u.Concurrency
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, ans := captureAnswers(ctx)
+	ep, err := cl.CreateEndpoint(ctx, in)
+	if err != nil {
+		return apiErr(cl, err)
+	}
+	if cf.json {
+		return printJSON(c.stdout, ans.last())
+	}
+	return endpointFields(ep).print(c.stdout)
 }
 
 // endpoints update ID [--url] [--types] [--description] [--rate-limit] [--concurrency]
@@ -141,14 +210,42 @@ func (c *cli) endpointsUpdate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	body, err := ef.body(fs)
+	u, err := ef.update(fs)
 	if err != nil {
 		return err
 	}
-	if len(body) == 0 {
-		return usageErrorf("endpoints update: nothing to change; give at least one of --url, --types, --description, --rate-limit, --concurrency")
+	if u == (client.EndpointUpdate{}) {
+		return usageErrorf("endpoints update: nothing to change; give at least one of --url, --types, --description, --rate-limit, --concurrency (for example: hookstream endpoints update %s --concurrency 5)", id)
 	}
-	return c.call(ctx, cf, http.MethodPatch, "/v1/endpoints/"+esc(id), nil, body)
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, ans := captureAnswers(ctx)
+	ep, err := cl.UpdateEndpoint(ctx, id, u)
+	if err != nil {
+		return apiErr(cl, err)
+	}
+	if cf.json {
+		return printJSON(c.stdout, ans.last())
+	}
+	return endpointFields(ep).print(c.stdout)
+}
+
+// endpoints rm ID
+func (c *cli) endpointsRm(ctx context.Context, args []string) error {
+	id, cf, cl, ctx, _, err := c.idCommand(ctx, "endpoints rm", args)
+	if err != nil {
+		return err
+	}
+	if err := cl.DeleteEndpoint(ctx, id); err != nil {
+		return apiErr(cl, err)
+	}
+	if cf.json {
+		return nil // the API answers 204, no body
+	}
+	_, err = fmt.Fprintf(c.stdout, "deleted endpoint %s (its pending deliveries are dead-lettered as endpoint_deleted)\n", id)
+	return err
 }
 
 // endpoints list [--limit N] [--cursor C] [--all]
@@ -162,7 +259,17 @@ func (c *cli) endpointsList(ctx context.Context, args []string) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	return c.printList(ctx, cf, pf, "/v1/endpoints", nil)
+	return listCommand(c, ctx, cf, pf, "endpoints",
+		func(cl *client.Client) func(context.Context, client.ListOptions) (*client.Page[client.Endpoint], error) {
+			return cl.ListEndpoints
+		},
+		func(eps []client.Endpoint) *table {
+			t := newTable("ID", "STATUS", "TYPES", "URL", "DESCRIPTION")
+			for _, ep := range eps {
+				t.add(ep.ID, ep.Status, strings.Join(ep.EventTypes, ","), ep.URL, short(ep.Description, 40))
+			}
+			return t
+		})
 }
 
 // endpoints attempts ID [--limit N] [--cursor C] [--all]
@@ -178,11 +285,29 @@ func (c *cli) endpointsAttempts(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.printList(ctx, cf, pf, "/v1/endpoints/"+esc(id)+"/attempts", nil)
+	return listCommand(c, ctx, cf, pf, "attempts",
+		func(cl *client.Client) func(context.Context, client.ListOptions) (*client.Page[client.Attempt], error) {
+			return func(ctx context.Context, o client.ListOptions) (*client.Page[client.Attempt], error) {
+				return cl.Attempts(ctx, id, o)
+			}
+		},
+		func(as []client.Attempt) *table {
+			t := newTable("TIME", "EVENT", "TYPE", "ATTEMPT", "STATUS", "DURATION", "ERROR", "NEXT ATTEMPT")
+			for _, a := range as {
+				status := ""
+				if a.StatusCode != 0 {
+					status = num(a.StatusCode)
+				}
+				t.add(when(a.Time), a.EventID, a.EventType, num(a.Attempt), status, a.Duration.String(), short(a.Error, 60), when(a.NextAttempt))
+			}
+			return t
+		})
 }
 
-// printList runs a list command: one page, or every page with --all.
-func (c *cli) printList(ctx context.Context, cf *clientFlags, pf *pageFlags, path string, query map[string][]string) error {
+// listCommand runs a list command: one page, or every page with --all; a
+// table, or with --json the items as the API sent them.
+func listCommand[T any](c *cli, ctx context.Context, cf *clientFlags, pf *pageFlags, what string,
+	lister func(*client.Client) func(context.Context, client.ListOptions) (*client.Page[T], error), render func([]T) *table) error {
 	if err := pf.check(); err != nil {
 		return err
 	}
@@ -190,9 +315,35 @@ func (c *cli) printList(ctx context.Context, cf *clientFlags, pf *pageFlags, pat
 	if err != nil {
 		return err
 	}
-	p, err := cl.list(ctx, path, query, pf)
+	ctx, ans := captureAnswers(ctx)
+	list := lister(cl)
+	var (
+		items []T
+		next  string
+	)
+	if pf.all {
+		items, err = client.Collect(client.All(ctx, pf.options(), list))
+	} else {
+		var p *client.Page[T]
+		if p, err = list(ctx, pf.options()); err == nil {
+			items, next = p.Items, p.NextCursor
+		}
+	}
 	if err != nil {
+		return apiErr(cl, err)
+	}
+	if cf.json {
+		raw, err := ans.items()
+		if err != nil {
+			return err
+		}
+		return encodeJSON(c.stdout, listJSON{Items: raw, NextCursor: next})
+	}
+	if err := render(items).print(c.stdout, what); err != nil {
 		return err
 	}
-	return encodeJSON(c.stdout, p)
+	if next != "" {
+		fmt.Fprintf(c.stderr, "more %s: --cursor %s (or --all)\n", what, next)
+	}
+	return nil
 }

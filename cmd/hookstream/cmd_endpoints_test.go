@@ -107,7 +107,7 @@ func TestEndpointsListAll(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 		}
 	})
-	r := runCLI(t, context.Background(), api.env(), "", "endpoints", "list", "--all")
+	r := runCLI(t, context.Background(), api.env(), "", "endpoints", "list", "--all", "--json")
 	if r.code != 0 {
 		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
 	}
@@ -173,7 +173,7 @@ func TestEndpointsUsageErrors(t *testing.T) {
 func TestPrintJSONIsIndented(t *testing.T) {
 	t.Parallel()
 	api := newFakeAPI(t, answerJSON(200, `{"id":"ep_1","event_types":["a.b"]}`))
-	r := runCLI(t, context.Background(), api.env(), "", "endpoints", "show", "ep_1")
+	r := runCLI(t, context.Background(), api.env(), "", "endpoints", "show", "ep_1", "--json")
 	want := "{\n  \"id\": \"ep_1\",\n  \"event_types\": [\n    \"a.b\"\n  ]\n}\n"
 	if r.stdout != want {
 		t.Errorf("stdout = %q, want %q", r.stdout, want)

@@ -6,24 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/hookstream/hookstream/client"
 )
 
 // maxData bounds what --data reads from a file or stdin: well above the
 // API's event limit, so the API (not the CLI) says what the limit is.
 const maxData = 64 << 20
-
-// publishBody is the body of POST /v1/events.
-type publishBody struct {
-	ID     string          `json:"id,omitempty"`
-	Type   string          `json:"type"`
-	Source string          `json:"source,omitempty"`
-	Time   string          `json:"time,omitempty"`
-	Data   json.RawMessage `json:"data"`
-}
 
 // publish: hookstream publish --type T [--source S] [--id ID] [--time RFC3339] --data JSON|@file|-
 func (c *cli) publish(ctx context.Context, args []string) error {
@@ -42,26 +34,42 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 		return err
 	}
 	if *typ == "" {
-		return usageErrorf("publish: --type is required")
+		return usageErrorf("publish: --type is required (for example: hookstream publish --type order.created --data '{\"order_id\":\"o-1\"}')")
 	}
 	if !given(fs, "data") {
-		return usageErrorf("publish: --data is required (a JSON object, @file or -)")
+		return usageErrorf("publish: --data is required: a JSON object, @file or - (for example: --data '{\"order_id\":\"o-1\"}')")
 	}
-	body := publishBody{ID: *id, Type: *typ, Source: *source}
+	ev := client.Event{ID: *id, Type: *typ, Source: *source}
 	if *at != "" {
 		t, err := time.Parse(time.RFC3339Nano, *at)
 		if err != nil {
-			return usageErrorf("--time: must be RFC 3339 like 2024-05-01T12:00:00Z, got %q", *at)
+			return usageErrorf("--time: must be RFC 3339, got %q (for example: --time 2024-05-01T12:00:00Z)", *at)
 		}
-		body.Time = t.UTC().Format(time.RFC3339Nano)
+		ev.Time = t.UTC()
 	}
 	raw, err := c.readData(*data)
 	if err != nil {
 		return err
 	}
-	body.Data = raw
-
-	return c.call(ctx, cf, http.MethodPost, "/v1/events", nil, body)
+	ev.Data = raw
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, ans := captureAnswers(ctx)
+	res, err := cl.Publish(ctx, ev)
+	if err != nil {
+		return apiErr(cl, err)
+	}
+	if cf.json {
+		return printJSON(c.stdout, ans.last())
+	}
+	if res.Duplicate {
+		_, err = fmt.Fprintf(c.stdout, "event %s was already stored: a duplicate, nothing stored again\n", res.ID)
+		return err
+	}
+	_, err = fmt.Fprintf(c.stdout, "stored event %s\n", res.ID)
+	return err
 }
 
 // readData reads --data: the JSON itself, @file, or - (stdin), and checks it

@@ -15,7 +15,7 @@ func TestSourcesCommands(t *testing.T) {
 			args: []string{"sources", "add", "--id", "crm", "--changes-url", "https://crm.example/changes", "--interval", "1m", "--expected-window", "15m",
 				"--header", "Authorization: Bearer x", "--header", "X-Tenant: a, b"},
 			method: "POST", path: "/v1/sources",
-			body: `{"id":"crm","changes_url":"https://crm.example/changes","interval":"1m","expected_window":"15m","headers":{"Authorization":"Bearer x","X-Tenant":"a, b"}}`,
+			body: `{"id":"crm","changes_url":"https://crm.example/changes","interval":"1m0s","expected_window":"15m0s","headers":{"Authorization":"Bearer x","X-Tenant":"a, b"}}`,
 		},
 		{
 			name:   "add with only what is required",
@@ -67,8 +67,8 @@ func TestSourcesUsageErrors(t *testing.T) {
 		notWant string
 	}{
 		{name: "add without id", args: []string{"sources", "add", "--changes-url", "https://x"}, want: "--id is required"},
-		{name: "add without url", args: []string{"sources", "add", "--id", "crm"}, want: "--changes-url is required"},
-		{name: "bad interval", args: []string{"sources", "add", "--id", "crm", "--changes-url", "https://x", "--interval", "often"}, want: "-interval: not a duration"},
+		{name: "add without url", args: []string{"sources", "add", "--id", "crm"}, want: "--changes-url, --inbound or both are required"},
+		{name: "bad interval", args: []string{"sources", "add", "--id", "crm", "--changes-url", "https://x", "--interval", "often"}, want: `sources add: --interval: "often" is not valid: not a duration like 30s or 15m; for example: hookstream sources add --interval 1m`},
 		{name: "zero window", args: []string{"sources", "update", "crm", "--expected-window", "0s"}, want: "must be positive"},
 		{name: "header without colon", args: []string{"sources", "update", "crm", "--header", "Bearer s3cr3t"}, want: "--header #1: must be 'Name: value'", notWant: "s3cr3t"},
 		{name: "update with nothing", args: []string{"sources", "update", "crm"}, want: "nothing to change"},

@@ -77,7 +77,7 @@ func (s *server) stop(t testing.TB) {
 // cliJSON runs a client command against s and decodes its JSON output.
 func (s *server) cliJSON(t *testing.T, v any, args ...string) {
 	t.Helper()
-	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_SERVER": s.url}, "", args...)
+	r := runCLI(t, context.Background(), map[string]string{"HOOKSTREAM_SERVER": s.url}, "", append(args, "--json")...)
 	if r.code != 0 {
 		t.Fatalf("hookstream %v: exit %d: %s", args, r.code, r.stderr)
 	}

@@ -105,8 +105,11 @@ func printFlagUsage(fs *flag.FlagSet, synopsis string, server bool) {
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		shown := *f
-		if tv, ok := f.Value.(*twinValue); ok {
-			shown.Value = tv.Value // for UnquoteUsage's type name
+		switch v := f.Value.(type) {
+		case *twinValue:
+			shown.Value = v.Value // for UnquoteUsage's type name
+		case *aliasValue:
+			shown.Value = v.Value
 		}
 		typ, usage := flag.UnquoteUsage(&shown)
 		head := "  --" + f.Name
@@ -166,7 +169,7 @@ func parseArgs(fs *flag.FlagSet, args []string, env func(string) (string, bool),
 				fs.Usage()
 				return errHelp
 			}
-			return usageErrorf("%s: %v (see 'hookstream %s -h')", fs.Name(), err, fs.Name())
+			return flagError(fs, err)
 		}
 		left := fs.Args()
 		consumed := len(rest) - len(left)
@@ -186,7 +189,13 @@ func parseArgs(fs *flag.FlagSet, args []string, env func(string) (string, bool),
 	}
 
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		given[f.Name] = true
+		if a, ok := f.Value.(*aliasValue); ok {
+			// --api given: --server's environment twin must not override it.
+			given[a.of] = true
+		}
+	})
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := flagEnv(f, server)
@@ -204,16 +213,36 @@ func parseArgs(fs *flag.FlagSet, args []string, env func(string) (string, bool),
 	return errors.Join(errs...)
 }
 
-// given reports whether the flag was set, on the command line or by its
-// environment twin.
+// given reports whether the flag was set, on the command line (itself or an
+// alias of it) or by its environment twin.
 func given(fs *flag.FlagSet, name string) bool {
 	found := false
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name {
+		if a, ok := f.Value.(*aliasValue); f.Name == name || ok && a.of == name {
 			found = true
 		}
 	})
 	return found
+}
+
+// aliasValue is the Value of a flag that sets another flag: an old name
+// kept so that scripts written for it go on working.
+type aliasValue struct {
+	flag.Value
+	of string
+}
+
+// addAlias adds --alias, setting the same value as --of.
+func addAlias(fs *flag.FlagSet, alias, of string) {
+	f := fs.Lookup(of)
+	if f == nil {
+		panic("addAlias: no flag --" + of)
+	}
+	v := f.Value
+	if tv, ok := v.(*twinValue); ok {
+		v = tv.Value // the alias has no environment twin of its own
+	}
+	fs.Var(&aliasValue{Value: v, of: of}, alias, "deprecated: the old name of --"+of)
 }
 
 // listFlag is a repeatable flag whose values may also be comma-separated:

@@ -158,9 +158,11 @@ func TestParseFlagsErrors(t *testing.T) {
 		{name: "bad env duration", env: map[string]string{"HOOKSTREAM_POLL": "soon"}, want: "HOOKSTREAM_POLL: invalid value for --poll"},
 		{name: "bad env bool", env: map[string]string{"HOOKSTREAM_ALL": "sure"}, want: "HOOKSTREAM_ALL"},
 		{name: "bad env value not echoed", env: map[string]string{"HOOKSTREAM_LIMIT": "s3cr3t"}, want: "HOOKSTREAM_LIMIT", notWant: "s3cr3t"},
-		{name: "bad flag value", args: []string{"--limit", "x"}, want: `invalid value "x" for flag -limit`},
-		{name: "unknown flag", args: []string{"--nope"}, want: "flag provided but not defined: -nope"},
-		{name: "missing value", args: []string{"--limit"}, want: "flag needs an argument: -limit"},
+		{name: "bad flag value", args: []string{"--limit", "x"}, want: `things list: --limit: "x" is not valid: must be a whole number; for example: hookstream things list --limit 50`},
+		{name: "bad duration", args: []string{"--poll", "5"}, want: `things list: --poll: "5" is not valid: must be a duration such as 500ms, 30s or 2h; for example: hookstream things list --poll 2s`},
+		{name: "unknown flag", args: []string{"--nope"}, want: "things list: unknown flag --nope (see 'hookstream things list -h')"},
+		{name: "misspelt flag", args: []string{"--limt", "3"}, want: "unknown flag --limt; did you mean --limit?"},
+		{name: "missing value", args: []string{"--limit"}, want: "things list: --limit needs a value, for example: hookstream things list --limit 50"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,7 +221,7 @@ func TestRunEnvTwins(t *testing.T) {
 	}
 	// A bad value in the environment: one line naming the variable.
 	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": "ftp://x"}, "", "endpoints", "list")
-	wantOneErrorLine(t, r, 2, "--api: scheme must be http or https")
+	wantOneErrorLine(t, r, 2, "--server: scheme must be http or https")
 	// The server's names point nowhere: HOOKSTREAM_API_TOKEN is the
 	// server's --api-token, and HOOKSTREAM_LIMIT no client reads.
 	r = runCLI(t, ctx, map[string]string{"HOOKSTREAM_SERVER": api.URL, "HOOKSTREAM_API_TOKEN": "server-token", "HOOKSTREAM_LIMIT": "many", "HOOKSTREAM_API": "http://127.0.0.1:1"}, "", "endpoints", "list")

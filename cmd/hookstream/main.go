@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		stderr: stderr,
 		env:    os.LookupEnv,
 		now:    time.Now,
+		isTTY:  isTerminal,
 	}
 	return c.run(ctx, args)
 }
@@ -54,7 +55,13 @@ type cli struct {
 	stderr io.Writer
 	env    func(string) (string, bool)
 	now    func() time.Time
+	// isTTY reports whether a writer is a terminal (progress bars are drawn
+	// only there); nil means none is.
+	isTTY func(io.Writer) bool
 }
+
+// tty reports whether w is a terminal.
+func (c *cli) tty(w io.Writer) bool { return c.isTTY != nil && c.isTTY(w) }
 
 // command is one entry of the command table: a leaf with run, or a group
 // with sub-commands.
@@ -63,6 +70,8 @@ type command struct {
 	summary string
 	run     func(c *cli, ctx context.Context, args []string) error
 	sub     []*command
+	// hidden commands are left out of the usage and of completion.
+	hidden bool
 }
 
 // commands is the command table, in the order usage lists it.
@@ -83,7 +92,9 @@ func commands() []*command {
 		{name: "dlq", summary: "inspect, replay, follow and purge dead letters", sub: dlqCommands()},
 		{name: "sources", summary: "manage polled sources", sub: sourcesCommands()},
 		{name: "sink", summary: "receive webhooks: verify signatures, simulate failures", run: (*cli).sink},
+		{name: "completion", summary: "print a shell completion script: bash, zsh or fish", run: (*cli).completion},
 		{name: "version", summary: "print the version", run: (*cli).version},
+		{name: completeCommand, summary: "", run: (*cli).complete, hidden: true},
 		{name: "help", summary: "show this help"},
 	}
 }
@@ -173,15 +184,20 @@ func printUsage(w io.Writer, cmd *command, path []string) {
 	fmt.Fprintf(w, "usage: %s <command> [flags] [args]\n\ncommands:\n", prefix)
 	width := 0
 	for _, s := range cmd.sub {
-		width = max(width, len(s.name))
+		if !s.hidden {
+			width = max(width, len(s.name))
+		}
 	}
 	for _, s := range cmd.sub {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, s.name, s.summary)
+		if !s.hidden {
+			fmt.Fprintf(w, "  %-*s  %s\n", width, s.name, s.summary)
+		}
 	}
 	fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags. The server roles (serve, api,\n", prefix)
 	fmt.Fprintf(w, "dispatcher, poller) read each flag not given from its environment twin: --nats-url from\n")
-	fmt.Fprintf(w, "HOOKSTREAM_NATS_URL. The other commands read only %s (--api) and\n", envServer)
-	fmt.Fprintf(w, "%s (--api-token), and sink %s (--secret).\n", envToken, envSinkSecret)
+	fmt.Fprintf(w, "HOOKSTREAM_NATS_URL. The other commands read only %s (--server) and\n", envServer)
+	fmt.Fprintf(w, "%s (--token), and sink %s (--secret). They print tables; --json\n", envToken, envSinkSecret)
+	fmt.Fprintf(w, "prints the API's JSON instead, for scripts.\n")
 }
 
 func (c *cli) version(_ context.Context, args []string) error {

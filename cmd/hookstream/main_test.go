@@ -183,7 +183,10 @@ func TestRunHelpAndUsage(t *testing.T) {
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderrHas: "usage: hookstream", errorLine: `hookstream: unknown command "frobnicate"`},
 		{name: "group without sub-command", args: []string{"dlq"}, code: 2, stderrHas: "purge", errorLine: "hookstream: dlq: a sub-command is required"},
 		{name: "unknown sub-command", args: []string{"endpoints", "nuke"}, code: 2, errorLine: `hookstream: endpoints: unknown sub-command "nuke"`},
-		{name: "unknown flag", args: []string{"endpoints", "list", "--bogus"}, code: 2, errorLine: "hookstream: endpoints list: flag provided but not defined: -bogus (see 'hookstream endpoints list -h')"},
+		{name: "unknown flag", args: []string{"endpoints", "list", "--bogus"}, code: 2, errorLine: "hookstream: endpoints list: unknown flag --bogus (see 'hookstream endpoints list -h')"},
+		{name: "misspelt flag", args: []string{"dlq", "tail", "--pol", "5s"}, code: 2, errorLine: "hookstream: dlq tail: unknown flag --pol; did you mean --poll? (see 'hookstream dlq tail -h')"},
+		{name: "bad flag value", args: []string{"dlq", "tail", "--poll", "5"}, code: 2, errorLine: `hookstream: dlq tail: --poll: "5" is not valid: must be a duration such as 500ms, 30s or 2h; for example: hookstream dlq tail --poll 2s`},
+		{name: "hidden command not listed", args: []string{"help"}, code: 0, stdoutHas: "completion"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,7 +248,7 @@ func TestRunAPIErrorIsOneLine(t *testing.T) {
 		{
 			name:   "unauthorized gets a hint",
 			answer: answerJSON(http.StatusUnauthorized, `{"error":"authorization: a valid bearer token is required"}`),
-			want:   "hookstream: 401: authorization: a valid bearer token is required (give --api-token or set HOOKSTREAM_TOKEN)",
+			want:   "hookstream: 401: authorization: a valid bearer token is required (give --token or set HOOKSTREAM_TOKEN)",
 		},
 		{
 			name: "not json",
@@ -292,7 +295,7 @@ func TestRunConnectionRefused(t *testing.T) {
 	ln.Close()
 
 	r := runCLI(t, context.Background(), nil, "", "endpoints", "list", "--api", "http://"+addr)
-	want := "hookstream: connection refused: is `hookstream serve` running at http://" + addr + "?\n"
+	want := "hookstream: connection refused: is `hookstream serve` running at http://" + addr + "? (give --server or set HOOKSTREAM_SERVER)\n"
 	if r.code != 1 || r.stderr != want {
 		t.Fatalf("code %d, stderr %q; want 1, %q", r.code, r.stderr, want)
 	}
@@ -301,7 +304,7 @@ func TestRunConnectionRefused(t *testing.T) {
 func TestRunBadAPIFlag(t *testing.T) {
 	t.Parallel()
 	r := runCLI(t, context.Background(), nil, "", "endpoints", "list", "--api", "ftp://example.com")
-	wantOneErrorLine(t, r, 2, "--api: scheme must be http or https")
+	wantOneErrorLine(t, r, 2, "--server: scheme must be http or https")
 }
 
 func TestRunCancelled(t *testing.T) {
@@ -344,7 +347,9 @@ func runCallCases(t *testing.T, cases []callCase) {
 				answer = answerJSON(http.StatusOK, answerBody)
 			}
 			api := newFakeAPI(t, answer)
-			r := runCLI(t, context.Background(), api.env(), tt.stdin, tt.args...)
+			// --json prints the API's answer as sent: the human tables are
+			// tested on their own.
+			r := runCLI(t, context.Background(), api.env(), tt.stdin, append(tt.args, "--json")...)
 			if r.code != 0 {
 				t.Fatalf("exit code %d, stderr %q", r.code, r.stderr)
 			}
