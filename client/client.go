@@ -171,6 +171,9 @@ func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, newError(resp, data)
 	}
+	if f, ok := ctx.Value(answerKey{}).(func([]byte)); ok && f != nil {
+		f(data)
+	}
 	return data, nil
 }
 
@@ -202,4 +205,14 @@ func (o ListOptions) query() url.Values {
 type Page[T any] struct {
 	Items      []T    `json:"items"`
 	NextCursor string `json:"next_cursor"`
+}
+
+type answerKey struct{}
+
+// WithAnswer returns a context under which every call hands each 2xx
+// answer's body, exactly as the server sent it, to f before decoding it: for
+// a tool that prints the server's JSON (the CLI's --json) while it works
+// with the typed result. f runs on the calling goroutine.
+func WithAnswer(ctx context.Context, f func(body []byte)) context.Context {
+	return context.WithValue(ctx, answerKey{}, f)
 }
