@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -47,12 +48,21 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 	cfg := d.cfg
 	now := cfg.Now()
 	deadline := meta.Timestamp.Add(cfg.RetryMaxAge)
-	log := w.log.With("event", dl.Event.ID, "generation", dl.Generation)
+	attempt := 0
+	// The delivery's logger is built only when a line is written: the
+	// success path writes none, and slog's With allocates.
+	log := func() *slog.Logger {
+		l := w.log.With("event", dl.Event.ID, "generation", dl.Generation)
+		if attempt > 0 {
+			l = l.With("attempt", attempt)
+		}
+		return l
+	}
 	v := d.catalog.get(w.id)
 	if reason := heldReason(v, meta.Sequence.Stream, deadline, now); reason != "" {
 		// Deleted, gone, or past its deadline (held while failing or
 		// disabled, or no dispatcher ran): no attempt after the deadline.
-		d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: reason}}, log)
+		d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: reason}}, log())
 		if cfg.Observer != nil {
 			cfg.Observer(Outcome{EndpointID: w.id, EventID: dl.Event.ID, DeadLetter: reason, Time: now, Deadline: deadline})
 		}
@@ -61,11 +71,12 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 	// Attempts count sends: a redelivery after a NAK at shutdown, a held
 	// fetch or an AckWait expiry is not one, so the number comes from the
 	// delivery's state, which every recorded send updates.
-	attempt, st := 1, (*streams.DeliveryState)(nil)
+	attempt = 1
+	var st *streams.DeliveryState
 	if meta.NumDelivered > 1 {
 		st, _, _, err = streams.Get[streams.DeliveryState](ctx, d.deliveryState, streams.DeliveryKey(dl.Event.ID, w.id))
 		if err != nil {
-			log.Warn("delivery state; trying again later", "err", err)
+			log().Warn("delivery state; trying again later", "err", err)
 			_ = m.NakWithDelay(cfg.RetryMinDelay)
 			return
 		}
@@ -75,7 +86,6 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 			st = nil
 		}
 	}
-	log = log.With("attempt", attempt)
 	res := d.sender.send(ctx, v.ep.URL, v.signer, dl, now)
 	if ctx.Err() != nil && !res.ok() {
 		// Shutting down: leave it for redelivery rather than count a
@@ -88,7 +98,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 		// attempt is counted, its health and schedule are untouched, and
 		// the delivery is tried again shortly.
 		d.metrics.localFailure()
-		log.Error("attempt not made: the failure is this process's, not the endpoint's", "err", res.errorText())
+		log().Error("attempt not made: the failure is this process's, not the endpoint's", "err", res.errorText())
 		_ = m.NakWithDelay(max(cfg.RetryMinDelay, time.Second))
 		return
 	}
@@ -102,7 +112,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 	switch {
 	case res.ok():
 		if err := m.Ack(); err != nil {
-			log.Warn("ack", "err", err)
+			log().Warn("ack", "err", err)
 		}
 		out.Delivered = true
 		// The success path writes nothing per delivery but the attempt
@@ -117,11 +127,13 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 		}
 		// The view from before the send may predate a failure counted since.
 		d.health.recordSuccess(ctx, w.id, d.catalog.get(w.id), now)
-		log.Debug("delivered", "status", res.status, "duration", res.duration)
+		if w.log.Enabled(ctx, slog.LevelDebug) {
+			log().Debug("delivered", "status", res.status, "duration", res.duration)
+		}
 	case res.status == http.StatusGone:
 		d.health.markGone(ctx, w.id, now)
 		out.DeadLetter = streams.ReasonEndpointGone
-		d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: streams.ReasonEndpointGone, last: &a, st: st}}, log)
+		d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: streams.ReasonEndpointGone, last: &a, st: st}}, log())
 	default:
 		delay := RetryDelay(cfg.RetryInitial, cfg.RetryMaxInterval, cfg.Jitter, attempt, cfg.Rand())
 		if res.hasRetry {
@@ -137,18 +149,18 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 		}
 		if reason != "" {
 			out.DeadLetter = reason
-			d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: reason, last: &a, st: st}}, log)
+			d.deadLetter(ctx, w.id, []*deadItem{{msg: m, seq: meta.Sequence.Stream, stored: meta.Timestamp, dl: dl, reason: reason, last: &a, st: st}}, log())
 			break
 		}
 		a.NextAttempt = now.Add(delay).UTC()
 		if err := d.recordFailure(ctx, dl, a, st); err != nil {
-			log.Warn("record attempt", "err", err)
+			log().Warn("record attempt", "err", err)
 		}
 		if err := m.NakWithDelay(delay); err != nil {
-			log.Warn("nak", "err", err)
+			log().Warn("nak", "err", err)
 		}
 		out.RetryIn = delay
-		log.Info("delivery failed; retrying", "status", res.status, "err", a.Error, "retry_in", delay)
+		log().Info("delivery failed; retrying", "status", res.status, "err", a.Error, "retry_in", delay)
 	}
 	if cfg.Observer != nil {
 		cfg.Observer(out)
