@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookstream/hookstream/inbound"
 	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
 )
@@ -43,6 +45,12 @@ const (
 	// RewatchMaxDefault caps the back-off between attempts to open again a
 	// bucket watch that ended.
 	RewatchMaxDefault = 5 * time.Second
+	// SecretOverlapDefault is how long a source's rotated-out inbound
+	// secret still verifies pushes, as an endpoint's keeps signing.
+	SecretOverlapDefault = 24 * time.Hour
+	// IngestToleranceDefault is how far a standard push's webhook-timestamp
+	// may be from the clock: the Standard Webhooks 5 minutes.
+	IngestToleranceDefault = inbound.ToleranceDefault
 )
 
 const (
@@ -118,6 +126,18 @@ type Config struct {
 	// of the sources, source state or endpoint health bucket that ended
 	// (from 100ms, doubling). Defaults to RewatchMaxDefault (5s).
 	RewatchMax time.Duration
+	// SecretOverlap is how long an inbound secret replaced by
+	// POST /v1/sources/{id}/rotate-secret still verifies pushes, so that
+	// the provider's settings can be changed after hookstream's
+	// (--secret-overlap). Defaults to SecretOverlapDefault (24h).
+	SecretOverlap time.Duration
+	// IngestTolerance is how far a standard push's webhook-timestamp may be
+	// from Now before it is refused as a replay. Defaults to
+	// IngestToleranceDefault (5 minutes).
+	IngestTolerance time.Duration
+	// Metrics registers hookstream_inbound_pushes_total. Defaults to nil:
+	// no metrics.
+	Metrics prometheus.Registerer
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -164,6 +184,12 @@ func (c Config) WithDefaults() Config {
 	if c.RewatchMax == 0 {
 		c.RewatchMax = RewatchMaxDefault
 	}
+	if c.SecretOverlap == 0 {
+		c.SecretOverlap = SecretOverlapDefault
+	}
+	if c.IngestTolerance == 0 {
+		c.IngestTolerance = IngestToleranceDefault
+	}
 	return c
 }
 
@@ -180,6 +206,7 @@ func (c Config) validate() error {
 		{"interval-default", c.IntervalDefault}, {"expected-window-default", c.ExpectedWindowDefault},
 		{"max-backoff", c.MaxBackoff}, {"request-timeout", c.RequestTimeout}, {"tick", c.Tick},
 		{"min-interval", c.MinInterval}, {"rewatch-max", c.RewatchMax},
+		{"secret-overlap", c.SecretOverlap}, {"ingest-tolerance", c.IngestTolerance},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", d.name, d.v))

@@ -31,6 +31,7 @@ type Poller struct {
 	states     map[string]cachedState   // BucketSourceState, kept by a watcher
 	inflight   map[string]bool          // sources with a poll or notification running
 	lastEvent  map[string]time.Time     // newest EVENTS message seen per source
+	pushes     map[string]pushMark      // what this process recorded of each source's pushes
 	catchups   map[string]bool          // endpoints whose catch-up is to be sent
 	poke       chan struct{}            // wakes the catch-up worker
 	// watchesDown are the buckets whose watch ended and is not open again
@@ -46,7 +47,8 @@ type Poller struct {
 	loops      sync.WaitGroup
 	work       sync.WaitGroup
 
-	hooks testHooks
+	metrics *metrics
+	hooks   testHooks
 }
 
 // Values of Poller.running.
@@ -62,6 +64,8 @@ type testHooks struct {
 	// its cursor is saved; returning true ends the poll there, as a crash
 	// would.
 	afterPublish func(source string) bool
+	// afterTick runs after each scheduler tick, with the time it used.
+	afterTick func(now time.Time)
 }
 
 type registration struct {
@@ -90,12 +94,16 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 		states:     map[string]cachedState{},
 		inflight:   map[string]bool{},
 		lastEvent:  map[string]time.Time{},
+		pushes:     map[string]pushMark{},
 		catchups:   map[string]bool{},
 		poke:       make(chan struct{}, 1),
 
 		watchesDown: map[string]watchDown{},
 	}
 	var err error
+	if p.metrics, err = newMetrics(cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("poller: %w", err)
+	}
 	for _, b := range []struct {
 		name string
 		kv   *jetstream.KeyValue
@@ -336,7 +344,8 @@ func (p *Poller) specLocked(id string) (spec, bool) {
 		return spec{id: id, src: r.src, interval: r.interval, window: r.window, registered: true}, true
 	}
 	c, ok := p.configs[id]
-	if !ok {
+	if !ok || !c.polled() {
+		// A source that only receives pushes has no feed to poll.
 		return spec{}, false
 	}
 	src := NewHTTPSource(c.ChangesURL, c.Headers, p.cfg.HTTPClient)

@@ -13,6 +13,13 @@ import (
 // refuses another rather than guess at its fields.
 const recordVersion = 1
 
+// inboundRecordVersion is the version of a source configuration that an
+// older build cannot serve: one with inbound settings or without a
+// changes_url. An older poller refuses it (and skips the source, logging
+// it) instead of polling an empty URL; this build reads both versions, and
+// writes 1 for a source an older build still polls correctly.
+const inboundRecordVersion = 2
+
 // sourceConfig is a source's configuration, in streams.BucketSources under
 // its id. Headers are credentials: stored here (the bucket is as private as
 // the NATS account), never shown by the API nor logged.
@@ -23,8 +30,69 @@ type sourceConfig struct {
 	Interval       time.Duration     `msgpack:"interval"`
 	ExpectedWindow time.Duration     `msgpack:"expected_window"`
 	Headers        map[string]string `msgpack:"headers"`
-	CreatedAt      time.Time         `msgpack:"created_at"`
-	UpdatedAt      time.Time         `msgpack:"updated_at"`
+	// Inbound, when set, lets the source receive its system's own webhooks
+	// at POST /ingest/{id}. A source has a ChangesURL, an Inbound, or both.
+	Inbound   *inboundConfig `msgpack:"inbound,omitempty"`
+	CreatedAt time.Time      `msgpack:"created_at"`
+	UpdatedAt time.Time      `msgpack:"updated_at"`
+}
+
+// polled reports whether the source has a feed to poll.
+func (c *sourceConfig) polled() bool { return c.ChangesURL != "" }
+
+// inboundConfig is a source's inbound settings (see inbound.Receiver).
+// Secrets are credentials like Headers: stored here, shown only in the
+// answer that created them, never logged.
+type inboundConfig struct {
+	Format   string   `msgpack:"format"`
+	Header   string   `msgpack:"header"`
+	IDHeader string   `msgpack:"id_header"`
+	IDFrom   []string `msgpack:"id_from"`
+	Type     string   `msgpack:"type"`
+	// Secrets are newest first: the current one, then those a rotation
+	// still accepts until their ExpiresAt.
+	Secrets []inboundSecret `msgpack:"secrets"`
+}
+
+// inboundSecret is one secret a push may be signed with.
+type inboundSecret struct {
+	Value     string    `msgpack:"value"`
+	CreatedAt time.Time `msgpack:"created_at"`
+	// ExpiresAt is when a rotated-out secret stops verifying; zero for
+	// the current one.
+	ExpiresAt time.Time `msgpack:"expires_at"`
+}
+
+// activeSecrets are the secrets that verify at now, the current first.
+func (ic *inboundConfig) activeSecrets(now time.Time) []string {
+	out := make([]string, 0, len(ic.Secrets))
+	for _, s := range ic.Secrets {
+		if s.ExpiresAt.IsZero() || now.Before(s.ExpiresAt) {
+			out = append(out, s.Value)
+		}
+	}
+	return out
+}
+
+// rotate makes secret the current one at now: the secrets that verify now
+// keep doing so until now+overlap (or their own earlier expiry); expired
+// ones are dropped, so the list stays short however often it rotates.
+func (ic *inboundConfig) rotate(secret string, now time.Time, overlap time.Duration) {
+	out := []inboundSecret{{Value: secret, CreatedAt: now}}
+	for _, s := range ic.Secrets {
+		switch {
+		case s.Value == secret:
+			continue
+		case s.ExpiresAt.IsZero():
+			s.ExpiresAt = now.Add(overlap)
+		case !now.Before(s.ExpiresAt):
+			continue
+		}
+		if overlap > 0 {
+			out = append(out, s)
+		}
+	}
+	ic.Secrets = out
 }
 
 // sourceState is a source's cursor and status, in streams.BucketSourceState
@@ -63,6 +131,11 @@ type sourceState struct {
 	Backoff     int `msgpack:"backoff"`
 	// LastEvent is when the poller last published a page with changes.
 	LastEvent time.Time `msgpack:"last_event"`
+	// LastPush is when POST /ingest/{id} last stored a push, written at
+	// most once per pushRecordEvery by each API process (so up to that much
+	// behind); LastPushInstance the X-Discourse-Instance it named.
+	LastPush         time.Time `msgpack:"last_push"`
+	LastPushInstance string    `msgpack:"last_push_instance"`
 	// Skipped counts the invalid changes the feed sent, which were skipped
 	// (never published); SkippedRecent are the last maxSkippedKept of them,
 	// oldest first. They are written with the cursor that moves past them,
@@ -176,8 +249,19 @@ func (st *sourceState) statusEvent() *streams.ConnectionStatusChanged {
 }
 
 // The records are stored with streams' versioned codec.
-func (c *sourceConfig) EnvelopeVersion() (int, int) { return c.V, recordVersion }
-func (c *sourceConfig) SetEnvelopeVersion()         { c.V = recordVersion }
+func (c *sourceConfig) EnvelopeVersion() (int, int) {
+	if c.V == recordVersion || c.V == inboundRecordVersion {
+		return c.V, c.V
+	}
+	return c.V, inboundRecordVersion
+}
+
+func (c *sourceConfig) SetEnvelopeVersion() {
+	c.V = recordVersion
+	if c.Inbound != nil || !c.polled() {
+		c.V = inboundRecordVersion
+	}
+}
 func (st *sourceState) EnvelopeVersion() (int, int) { return st.V, recordVersion }
 func (st *sourceState) SetEnvelopeVersion()         { st.V = recordVersion }
 

@@ -1,9 +1,12 @@
 package poller
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookstream/hookstream/inbound"
 	"github.com/hookstream/hookstream/internal/httpjson"
 	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
@@ -24,8 +28,9 @@ const (
 	maxHeaderBytes = 16 << 10
 )
 
-// Routes are the source routes: POST|GET /v1/sources and
-// GET|PATCH|DELETE /v1/sources/{id}. They need no Start.
+// Routes are the source routes: POST|GET /v1/sources,
+// GET|PATCH|DELETE /v1/sources/{id} and POST /v1/sources/{id}/rotate-secret.
+// They need no Start. The providers' route is in PublicRoutes.
 func (p *Poller) Routes() []httpjson.Route {
 	return []httpjson.Route{
 		{Method: http.MethodPost, Pattern: "/v1/sources", Handler: p.handleCreate},
@@ -33,21 +38,36 @@ func (p *Poller) Routes() []httpjson.Route {
 		{Method: http.MethodGet, Pattern: "/v1/sources/{id}", Handler: p.handleGet},
 		{Method: http.MethodPatch, Pattern: "/v1/sources/{id}", Handler: p.handlePatch},
 		{Method: http.MethodDelete, Pattern: "/v1/sources/{id}", Handler: p.handleDelete},
+		{Method: http.MethodPost, Pattern: "/v1/sources/{id}/rotate-secret", Handler: p.handleRotate},
 	}
 }
 
 // sourceJSON is a source as the API shows it: its settings (header names
-// only, never values) and, at the top level, its status.
+// only, never values; the inbound secret only in the answer that made it)
+// and, at the top level, its status.
 type sourceJSON struct {
-	ID             string   `json:"id"`
+	ID string `json:"id"`
+	// ChangesURL is "" for a source that only receives pushes.
 	ChangesURL     string   `json:"changes_url"`
 	Interval       string   `json:"interval"`
 	ExpectedWindow string   `json:"expected_window"`
 	Headers        []string `json:"headers"`
+	// Inbound is null for a source that receives no pushes.
+	Inbound *inboundJSON `json:"inbound"`
+	// IngestURL is the path providers push to (/ingest/<id>), to be
+	// prefixed with the API's public base URL; "" without inbound.
+	IngestURL string `json:"ingest_url"`
 	// Status is healthy, unreachable or auth_required.
 	Status      string     `json:"status"`
 	StatusSince *time.Time `json:"status_since"`
-	LastSuccess *time.Time `json:"last_success"`
+	// LastPoll is when the last poll started; LastPush when the last push
+	// was stored (to within a minute, or a quarter of expected_window when
+	// that is shorter, when another API process received it), with the
+	// X-Discourse-Instance it named.
+	LastPoll         *time.Time `json:"last_poll"`
+	LastPush         *time.Time `json:"last_push"`
+	LastPushInstance string     `json:"last_push_instance"`
+	LastSuccess      *time.Time `json:"last_success"`
 	LastError   string     `json:"last_error"`
 	LastErrorAt *time.Time `json:"last_error_at"`
 	NextPoll    *time.Time `json:"next_poll"`
@@ -74,6 +94,52 @@ type skippedJSON struct {
 	At     time.Time `json:"at"`
 }
 
+// inboundJSON is a source's inbound settings as the API shows them.
+type inboundJSON struct {
+	Format string `json:"format"`
+	// Secret is shown only by the answer that made it: the source's
+	// creation, a rotation, a PATCH that had to generate one.
+	Secret   string   `json:"secret,omitempty"`
+	Header   string   `json:"header"`
+	IDHeader string   `json:"id_header"`
+	IDFrom   []string `json:"id_from"`
+	Type     string   `json:"type"`
+	// SecretCreatedAt is when the current secret was set;
+	// PreviousSecretsExpireAt when the last secret a rotation replaced
+	// stops verifying (null when none does).
+	SecretCreatedAt         *time.Time `json:"secret_created_at"`
+	PreviousSecretsExpireAt *time.Time `json:"previous_secrets_expire_at"`
+}
+
+// view is a source as the API shows it; reveal is the inbound secret to
+// show ("" for none). The last push is the newest of the stored one and
+// this process's own.
+func (p *Poller) view(c *sourceConfig, st *sourceState, reveal string) sourceJSON {
+	v := view(c, st)
+	if c.Inbound != nil {
+		ic := c.Inbound
+		iv := &inboundJSON{Format: ic.Format, Secret: reveal, Header: ic.Header, IDHeader: ic.IDHeader,
+			IDFrom: append([]string{}, ic.IDFrom...), Type: ic.Type}
+		now := p.cfg.Now()
+		for i, s := range ic.Secrets {
+			switch {
+			case i == 0:
+				iv.SecretCreatedAt = timePtr(s.CreatedAt)
+			case now.Before(s.ExpiresAt) && (iv.PreviousSecretsExpireAt == nil || s.ExpiresAt.After(*iv.PreviousSecretsExpireAt)):
+				iv.PreviousSecretsExpireAt = timePtr(s.ExpiresAt)
+			}
+		}
+		v.Inbound, v.IngestURL = iv, IngestPath(c.ID)
+	}
+	p.mu.Lock()
+	mine := p.pushes[c.ID].last
+	p.mu.Unlock()
+	if st == nil || mine.After(st.LastPush) {
+		v.LastPush = timePtr(mine)
+	}
+	return v
+}
+
 func view(c *sourceConfig, st *sourceState) sourceJSON {
 	v := sourceJSON{
 		ID:             c.ID,
@@ -89,6 +155,9 @@ func view(c *sourceConfig, st *sourceState) sourceJSON {
 	if st != nil {
 		v.Status = st.Status
 		v.StatusSince = timePtr(st.Since)
+		v.LastPoll = timePtr(st.LastPoll)
+		v.LastPush = timePtr(st.LastPush)
+		v.LastPushInstance = st.LastPushInstance
 		v.LastSuccess = timePtr(st.LastSuccess)
 		v.LastError = st.LastError
 		v.LastErrorAt = timePtr(st.LastErrorAt)
@@ -138,22 +207,41 @@ type sourceRequest struct {
 	Interval       *string            `json:"interval"`
 	ExpectedWindow *string            `json:"expected_window"`
 	Headers        *map[string]string `json:"headers"`
+	// Inbound is raw so that null (remove the inbound settings) and absent
+	// (keep them) differ.
+	Inbound json.RawMessage `json:"inbound"`
 }
 
-// apply checks req's fields and sets them on c.
-func (p *Poller) apply(c *sourceConfig, req *sourceRequest) error {
+// inboundRequest is the inbound object of POST and PATCH. On PATCH it is
+// merged into the current settings: an absent field keeps its value, "" or
+// [] clears it.
+type inboundRequest struct {
+	Format   *string   `json:"format"`
+	Secret   *string   `json:"secret"`
+	Header   *string   `json:"header"`
+	IDHeader *string   `json:"id_header"`
+	IDFrom   *[]string `json:"id_from"`
+	Type     *string   `json:"type"`
+}
+
+// apply checks req's fields and sets them on c. generated is the inbound
+// secret it had to make (a new inbound, or a format the current secret does
+// not fit, without a secret given), for the answer to show once.
+func (p *Poller) apply(c *sourceConfig, req *sourceRequest) (generated string, err error) {
 	if req.ChangesURL != nil {
 		u := *req.ChangesURL
 		switch {
 		case u == "":
-			return httpjson.BadRequest("changes_url: required")
+			// No feed: the source only receives pushes (checked below).
+			c.ChangesURL = ""
 		case len(u) > maxURLLength:
-			return httpjson.BadRequest("changes_url: longer than %d characters", maxURLLength)
+			return "", httpjson.BadRequest("changes_url: longer than %d characters", maxURLLength)
+		default:
+			if err := netguard.CheckURL(u, p.cfg.AllowPrivate); err != nil {
+				return "", httpjson.BadRequest("changes_url: %s", strings.TrimPrefix(err.Error(), "url: "))
+			}
+			c.ChangesURL = u
 		}
-		if err := netguard.CheckURL(u, p.cfg.AllowPrivate); err != nil {
-			return httpjson.BadRequest("changes_url: %s", strings.TrimPrefix(err.Error(), "url: "))
-		}
-		c.ChangesURL = u
 	}
 	for _, d := range []struct {
 		field string
@@ -167,20 +255,103 @@ func (p *Poller) apply(c *sourceConfig, req *sourceRequest) error {
 		}
 		v, err := time.ParseDuration(*d.in)
 		if err != nil {
-			return httpjson.BadRequest("%s: %q is not a duration such as \"30s\" or \"15m\"", d.field, *d.in)
+			return "", httpjson.BadRequest("%s: %q is not a duration such as \"30s\" or \"15m\"", d.field, *d.in)
 		}
 		if v < p.cfg.MinInterval {
-			return httpjson.BadRequest("%s: must be at least %s, got %s", d.field, p.cfg.MinInterval, v)
+			return "", httpjson.BadRequest("%s: must be at least %s, got %s", d.field, p.cfg.MinInterval, v)
 		}
 		*d.out = v
 	}
 	if req.Headers != nil {
 		if err := checkHeaders(*req.Headers); err != nil {
-			return err
+			return "", err
 		}
 		c.Headers = *req.Headers
 	}
-	return nil
+	if req.Inbound != nil {
+		if generated, err = p.applyInbound(c, req.Inbound); err != nil {
+			return "", err
+		}
+	}
+	if !c.polled() && c.Inbound == nil {
+		return "", httpjson.BadRequest("changes_url: required unless the source has inbound settings (it would have nothing to receive or poll)")
+	}
+	return generated, nil
+}
+
+// applyInbound merges the inbound object raw (or null: none) into c.
+func (p *Poller) applyInbound(c *sourceConfig, raw json.RawMessage) (generated string, err error) {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		c.Inbound = nil
+		return "", nil
+	}
+	var req inboundRequest
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		he := httpjson.DecodeError(err, httpjson.DefaultBodyLimit)
+		if msg, ok := strings.CutPrefix(he.Msg, "body: "); ok {
+			return "", httpjson.BadRequest("inbound: %s", msg)
+		}
+		return "", httpjson.BadRequest("inbound.%s", he.Msg)
+	}
+	next := inboundConfig{}
+	if c.Inbound != nil {
+		next = *c.Inbound
+		next.IDFrom = slices.Clone(next.IDFrom)
+		next.Secrets = slices.Clone(next.Secrets)
+	}
+	oldFormat := next.Format
+	for _, f := range []struct {
+		in  *string
+		out *string
+	}{{req.Format, &next.Format}, {req.Header, &next.Header}, {req.IDHeader, &next.IDHeader}, {req.Type, &next.Type}} {
+		if f.in != nil {
+			*f.out = *f.in
+		}
+	}
+	if req.IDFrom != nil {
+		next.IDFrom = nil
+		if len(*req.IDFrom) > 0 {
+			next.IDFrom = slices.Clone(*req.IDFrom)
+		}
+	}
+	if next.Format == "" {
+		return "", httpjson.BadRequest("inbound.format: required (one of standard, discourse, github, hmac-sha256)")
+	}
+	format, err := inbound.ParseFormat(next.Format)
+	if err != nil {
+		return "", httpjson.BadRequest("inbound.format: %s", err)
+	}
+	now := p.cfg.Now().UTC()
+	switch {
+	case req.Secret != nil:
+		// Set at once, without overlap: the caller changes the provider
+		// too. rotate-secret keeps the old one verifying for a while.
+		if *req.Secret == "" {
+			return "", httpjson.BadRequest("inbound.secret: must not be empty; leave it out to have one generated")
+		}
+		if err := inbound.CheckSecret(format, *req.Secret); err != nil {
+			return "", httpjson.BadRequest("inbound.secret: %s", err)
+		}
+		next.Secrets = []inboundSecret{{Value: *req.Secret, CreatedAt: now}}
+	case next.Format != oldFormat:
+		// Keep the secrets that fit the new format (discourse, github and
+		// hmac-sha256 share one kind); make one if none does.
+		next.Secrets = slices.DeleteFunc(next.Secrets, func(s inboundSecret) bool { return inbound.CheckSecret(format, s.Value) != nil })
+	}
+	if len(next.Secrets) == 0 {
+		if generated, err = inbound.GenerateSecret(format); err != nil {
+			return "", err
+		}
+		next.Secrets = []inboundSecret{{Value: generated, CreatedAt: now}}
+	}
+	rc := p.receiver(c.ID, &next, now)
+	if err := rc.Check(); err != nil {
+		return "", httpjson.BadRequest("inbound.%s", err)
+	}
+	c.Inbound = &next
+	return generated, nil
 }
 
 // checkHeaders refuses header names and values that cannot be sent; the
@@ -252,14 +423,10 @@ func (p *Poller) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpjson.Fail(w, httpjson.BadRequest("%s", err.Error()))
 		return
 	}
-	if req.ChangesURL == nil {
-		httpjson.Fail(w, httpjson.BadRequest("changes_url: required"))
-		return
-	}
 	now := p.cfg.Now().UTC()
 	c := &sourceConfig{ID: id, Interval: p.cfg.IntervalDefault, ExpectedWindow: p.cfg.ExpectedWindowDefault,
 		Headers: map[string]string{}, CreatedAt: now, UpdatedAt: now}
-	if err := p.apply(c, &req); err != nil {
+	if _, err := p.apply(c, &req); err != nil {
 		httpjson.Fail(w, err)
 		return
 	}
@@ -295,9 +462,14 @@ func (p *Poller) handleCreate(w http.ResponseWriter, r *http.Request) {
 		// The source exists; the poller creates its state at the first poll.
 		p.log.Warn("write new source state", "source", id, "err", err)
 	}
-	p.log.Info("source created", "source", id)
+	p.log.Info("source created", "source", id, "inbound", c.Inbound != nil)
 	w.Header().Set("Location", "/v1/sources/"+id)
-	httpjson.WriteJSON(w, http.StatusCreated, view(c, st))
+	reveal := ""
+	if c.Inbound != nil {
+		// Shown here, whether given or generated, and never again.
+		reveal = c.Inbound.Secrets[0].Value
+	}
+	httpjson.WriteJSON(w, http.StatusCreated, p.view(c, st, reveal))
 }
 
 func (p *Poller) handleList(w http.ResponseWriter, r *http.Request) {
@@ -324,7 +496,7 @@ func (p *Poller) handleList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if found {
-			page.Items = append(page.Items, view(c, st))
+			page.Items = append(page.Items, p.view(c, st, ""))
 		}
 	}
 	if i < len(keys) && len(page.Items) > 0 {
@@ -383,7 +555,7 @@ func (p *Poller) handleGet(w http.ResponseWriter, r *http.Request) {
 	case !found:
 		httpjson.Fail(w, fmt.Errorf("source %q: %w", id, httpjson.ErrNotFound))
 	default:
-		httpjson.WriteJSON(w, http.StatusOK, view(c, st))
+		httpjson.WriteJSON(w, http.StatusOK, p.view(c, st, ""))
 	}
 }
 
@@ -403,12 +575,14 @@ func (p *Poller) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	var generated string
 	c, _, err := streams.Update(ctx, p.sourcesKV, id, func(cur *sourceConfig) (*sourceConfig, error) {
 		if cur == nil {
 			return nil, fmt.Errorf("source %q: %w", id, httpjson.ErrNotFound)
 		}
 		next := *cur
-		if err := p.apply(&next, &req); err != nil {
+		var err error
+		if generated, err = p.apply(&next, &req); err != nil {
 			return nil, err
 		}
 		next.UpdatedAt = p.cfg.Now().UTC()
@@ -440,7 +614,7 @@ func (p *Poller) handlePatch(w http.ResponseWriter, r *http.Request) {
 		p.log.Warn("bring the next poll forward", "source", id, "err", err)
 	}
 	p.log.Info("source updated", "source", id)
-	httpjson.WriteJSON(w, http.StatusOK, view(c, st))
+	httpjson.WriteJSON(w, http.StatusOK, p.view(c, st, generated))
 }
 
 func (p *Poller) handleDelete(w http.ResponseWriter, r *http.Request) {
@@ -471,6 +645,100 @@ func (p *Poller) handleDelete(w http.ResponseWriter, r *http.Request) {
 		// Harmless: a new source of this id overwrites the state.
 		p.log.Warn("delete source state", "source", id, "err", err)
 	}
+	p.mu.Lock()
+	delete(p.pushes, id)
+	p.mu.Unlock()
 	p.log.Info("source deleted", "source", id)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// rotateRequest is the optional body of POST /v1/sources/{id}/rotate-secret:
+// the provider's new secret, when it chooses one; without it one is
+// generated.
+type rotateRequest struct {
+	Secret *string `json:"secret"`
+}
+
+// handleRotate makes a new inbound secret current, shown once in the
+// answer; the secrets it replaces keep verifying pushes for SecretOverlap,
+// so that the provider's settings can be changed afterwards.
+func (p *Poller) handleRotate(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	var req rotateRequest
+	if err := decodeOptional(w, r, &req); err != nil {
+		httpjson.Fail(w, err)
+		return
+	}
+	ctx := r.Context()
+	var secret string
+	c, _, err := streams.Update(ctx, p.sourcesKV, id, func(cur *sourceConfig) (*sourceConfig, error) {
+		switch {
+		case cur == nil:
+			return nil, fmt.Errorf("source %q: %w", id, httpjson.ErrNotFound)
+		case cur.Inbound == nil:
+			return nil, fmt.Errorf("source %q has no inbound settings, so no secret to rotate: %w", id, httpjson.ErrConflict)
+		}
+		format, err := inbound.ParseFormat(cur.Inbound.Format)
+		if err != nil {
+			return nil, fmt.Errorf("inbound.format: %w", err)
+		}
+		switch {
+		case req.Secret == nil:
+			if secret, err = inbound.GenerateSecret(format); err != nil {
+				return nil, err
+			}
+		case *req.Secret == "":
+			return nil, httpjson.BadRequest("secret: must not be empty; leave it out to have one generated")
+		default:
+			if err := inbound.CheckSecret(format, *req.Secret); err != nil {
+				return nil, httpjson.BadRequest("secret: %s", err)
+			}
+			secret = *req.Secret
+		}
+		next := *cur
+		ic := *cur.Inbound
+		now := p.cfg.Now().UTC()
+		ic.rotate(secret, now, p.cfg.SecretOverlap)
+		next.Inbound, next.UpdatedAt = &ic, now
+		return &next, nil
+	})
+	if err != nil {
+		var he *httpjson.Error
+		if errors.As(err, &he) || errors.Is(err, httpjson.ErrNotFound) || errors.Is(err, httpjson.ErrConflict) {
+			httpjson.Fail(w, err)
+		} else {
+			httpjson.Fail(w, unavailable(err))
+		}
+		return
+	}
+	st, _, _, err := streams.Get[sourceState](ctx, p.stateKV, id)
+	if err != nil {
+		p.log.Warn("read source state", "source", id, "err", err)
+	}
+	p.log.Info("source inbound secret rotated", "source", id, "overlap", p.cfg.SecretOverlap)
+	httpjson.WriteJSON(w, http.StatusOK, p.view(c, st, secret))
+}
+
+// decodeOptional is httpjson.Decode for a body that may be empty.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) error {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, httpjson.DefaultBodyLimit))
+	if err != nil {
+		return httpjson.DecodeError(err, httpjson.DefaultBodyLimit)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return httpjson.DecodeError(err, httpjson.DefaultBodyLimit)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return httpjson.BadRequest("body: must hold one JSON object and nothing after it")
+	}
+	return nil
 }

@@ -20,9 +20,10 @@ const (
 
 // due decides whether a source is to be polled at now. lastEvent is the
 // newest event of the source seen in EVENTS (zero: unknown). Gap detection
-// counts from the last event, whoever published it, or the last poll, which
-// looked for one: a silent source is polled once per window, not at every
-// tick. It skips a source that is unreachable or auth_required, which keeps
+// counts from the last event, whoever published it (its producer, a poll,
+// or a push to POST /ingest/{id}, recorded as LastPush), or the last poll,
+// which looked for one: a silent source is polled once per window, not at
+// every tick. It skips a source that is unreachable or auth_required, which keeps
 // to its back-off.
 func due(st *sourceState, window time.Duration, lastEvent, now time.Time) dueReason {
 	if st == nil || !now.Before(st.NextPoll) {
@@ -32,7 +33,7 @@ func due(st *sourceState, window time.Duration, lastEvent, now time.Time) dueRea
 		return notDue
 	}
 	ref := st.LastPoll
-	for _, t := range []time.Time{st.LastEvent, lastEvent} {
+	for _, t := range []time.Time{st.LastEvent, st.LastPush, lastEvent} {
 		if t.After(ref) {
 			ref = t
 		}
@@ -64,7 +65,10 @@ func (p *Poller) schedule(ctx, workCtx context.Context) {
 	t := time.NewTicker(p.cfg.Tick)
 	defer t.Stop()
 	for {
-		p.tick(ctx, workCtx)
+		now := p.tick(ctx, workCtx)
+		if p.hooks.afterTick != nil {
+			p.hooks.afterTick(now)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -73,25 +77,26 @@ func (p *Poller) schedule(ctx, workCtx context.Context) {
 	}
 }
 
-func (p *Poller) tick(ctx, workCtx context.Context) {
+// tick starts what is due at now and returns now.
+func (p *Poller) tick(ctx, workCtx context.Context) time.Time {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ctx.Err() != nil {
-		return
+		return now
 	}
 	ids := make([]string, 0, len(p.registered)+len(p.configs))
 	for id := range p.registered {
 		ids = append(ids, id)
 	}
-	for id := range p.configs {
-		if _, ok := p.registered[id]; !ok {
+	for id, c := range p.configs {
+		if _, ok := p.registered[id]; !ok && c.polled() {
 			ids = append(ids, id)
 		}
 	}
 	for _, id := range ids {
 		if len(p.inflight) >= maxConcurrentPolls {
-			return
+			return now
 		}
 		if p.inflight[id] {
 			continue
@@ -110,6 +115,7 @@ func (p *Poller) tick(ctx, workCtx context.Context) {
 			p.startLocked(id, func() { p.runPoll(workCtx, id, dueGap) })
 		}
 	}
+	return now
 }
 
 // windowLocked is source id's expected window.
