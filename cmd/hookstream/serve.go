@@ -318,6 +318,7 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 	routes, ready, starts, later := c.routes, c.ready, c.starts, c.stops
 	acfg := f.apiConfig()
 	acfg.Routes, acfg.Gatherer, acfg.Logger, acfg.Pages = routes, reg, log, c.pages
+	acfg.Public = c.public
 	acfg.Ready = func() error {
 		if !nc.IsConnected() {
 			return errors.New("nats: not connected")
@@ -366,6 +367,9 @@ type components struct {
 	stops  []stopper
 	// pages is the dashboard, for the roles that serve the API.
 	pages func(v1 http.Handler) http.Handler
+	// public are the routes outside /v1 without the bearer token
+	// (POST /ingest/{source}), for the roles that serve the API.
+	public []httpjson.Route
 }
 
 // buildComponents makes the role's components on js; the routes are the
@@ -394,12 +398,14 @@ func buildComponents(ctx context.Context, f *serverFlags, js jetstream.JetStream
 		c.pages = dashboardPages(f)
 	}
 	if f.runs(roleAPI, rolePoller) {
-		p, err := poller.New(ctx, poller.Config{JS: js, AllowPrivate: f.allowPrivate, Tick: f.pollTick, Logger: log, MaxEventData: f.maxEventData})
+		p, err := poller.New(ctx, poller.Config{JS: js, AllowPrivate: f.allowPrivate, Tick: f.pollTick, Logger: log,
+			MaxEventData: f.maxEventData, SecretOverlap: f.secretOverlap, Metrics: reg})
 		if err != nil {
 			return c, err
 		}
 		if f.runs(roleAPI) {
 			c.routes = append(c.routes, p.Routes()...)
+			c.public = append(c.public, p.PublicRoutes()...)
 		}
 		if f.runs(rolePoller) {
 			c.starts = append(c.starts, p.Start)
