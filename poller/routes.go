@@ -68,10 +68,10 @@ type sourceJSON struct {
 	LastPush         *time.Time `json:"last_push"`
 	LastPushInstance string     `json:"last_push_instance"`
 	LastSuccess      *time.Time `json:"last_success"`
-	LastError   string     `json:"last_error"`
-	LastErrorAt *time.Time `json:"last_error_at"`
-	NextPoll    *time.Time `json:"next_poll"`
-	Cursor      string     `json:"cursor"`
+	LastError        string     `json:"last_error"`
+	LastErrorAt      *time.Time `json:"last_error_at"`
+	NextPoll         *time.Time `json:"next_poll"`
+	Cursor           string     `json:"cursor"`
 	// Failures counts failed polls in a row.
 	Failures int `json:"failures"`
 	// SkippedChanges counts the invalid changes the feed sent, skipped and
