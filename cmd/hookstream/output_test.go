@@ -208,3 +208,39 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		t.Errorf("stdout = %q\nwant     %q", out.String(), want)
 	}
 }
+
+// publish --batch sends the file's events in batches, refusing a bad line
+// before anything is sent.
+func TestPublishBatch(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, answerJSON(202, `{"results":[{"id":"a","duplicate":false},{"id":"b","duplicate":true}]}`))
+	lines := `{"id":"a","type":"order.created","data":{"n":1}}` + "\n\n" + `{"id":"b","type":"order.created","data":{}}` + "\n"
+	r := runCLI(t, context.Background(), api.env(), lines, "publish", "--batch", "-", "--atomic")
+	if r.code != 0 || r.stdout != "stored 2 events (1 of them duplicates, stored before)\n" {
+		t.Errorf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	reqs := api.requests()
+	if len(reqs) != 1 || reqs[0].Path != "/v1/events/batch" ||
+		!jsonEqual(t, reqs[0].Body, `{"events":[{"id":"a","type":"order.created","data":{"n":1}},{"id":"b","type":"order.created","data":{}}],"atomic":true}`) {
+		t.Errorf("sent %+v", reqs)
+	}
+	r = runCLI(t, context.Background(), api.env(), `{"type":"a.b","data":{},"tpye":"x"}`, "publish", "--batch", "-")
+	wantOneErrorLine(t, r, 2, `--batch line 1: not a JSON event`)
+	r = runCLI(t, context.Background(), api.env(), "", "publish", "--batch", "-", "--type", "a.b")
+	wantOneErrorLine(t, r, 2, "publish: --type and --batch do not go together")
+	if n := len(api.requests()); n != 1 {
+		t.Errorf("refused batches sent %d requests", n-1)
+	}
+}
+
+func TestSourcesRotateSecret(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, answerJSON(200, `{"id":"forum","status":"healthy","inbound":{"format":"discourse","secret":"new-secret","previous_secrets_expire_at":"2025-03-05T05:06:07Z"}}`))
+	r := runCLI(t, context.Background(), api.env(), "", "sources", "rotate-secret", "forum", "--secret", "new-secret")
+	if r.code != 0 || !strings.Contains(r.stdout, "inbound secret:") || !strings.Contains(r.stdout, "previous secret verifies until:  2025-03-05T05:06:07Z") {
+		t.Errorf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if reqs := api.requests(); reqs[0].Method != "POST" || reqs[0].Path != "/v1/sources/forum/rotate-secret" || !jsonEqual(t, reqs[0].Body, `{"secret":"new-secret"}`) {
+		t.Errorf("sent %+v", reqs[0])
+	}
+}
