@@ -8,10 +8,10 @@ import (
 
 // sourceJSON is a source as GET /v1/sources shows it.
 type sourceJSON struct {
-	ID             string     `json:"id"`
-	ChangesURL     string     `json:"changes_url"`
-	Interval       string     `json:"interval"`
-	ExpectedWindow string     `json:"expected_window"`
+	ID             string `json:"id"`
+	ChangesURL     string `json:"changes_url"`
+	Interval       string `json:"interval"`
+	ExpectedWindow string `json:"expected_window"`
 	Inbound        *struct {
 		Format string `json:"format"`
 	} `json:"inbound"`
@@ -24,11 +24,11 @@ type sourceJSON struct {
 	LastPush         *time.Time `json:"last_push"`
 	LastPushInstance string     `json:"last_push_instance"`
 	LastSuccess      *time.Time `json:"last_success"`
-	LastError      string     `json:"last_error"`
-	LastErrorAt    *time.Time `json:"last_error_at"`
-	NextPoll       *time.Time `json:"next_poll"`
-	Cursor         string     `json:"cursor"`
-	Failures       int        `json:"failures"`
+	LastError        string     `json:"last_error"`
+	LastErrorAt      *time.Time `json:"last_error_at"`
+	NextPoll         *time.Time `json:"next_poll"`
+	Cursor           string     `json:"cursor"`
+	Failures         int        `json:"failures"`
 }
 
 type sourcesView struct {
