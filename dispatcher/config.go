@@ -89,6 +89,12 @@ type Config struct {
 	// 2 × DeliveryTimeout. Defaults to 30s, or 3 × DeliveryTimeout when that
 	// is longer.
 	MemberTTL time.Duration
+	// Alone says that no other dispatcher can share these streams (serve on
+	// an embedded NATS that listens nowhere): membership and slot records
+	// found at start are then a previous run's (a crash, kill -9) and are
+	// cleared, so a restart need not wait MemberTTL for the dead run's slots.
+	// Defaults to false.
+	Alone bool
 	// AllowPrivate lets deliveries reach loopback, private and link-local
 	// addresses (--allow-private-endpoints).
 	AllowPrivate bool

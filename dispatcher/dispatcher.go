@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -126,6 +127,11 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	membersKV, err := js.KeyValue(ctx, streams.BucketMembers)
 	if err != nil {
 		return fmt.Errorf("dispatcher: bucket %s: %w", streams.BucketMembers, err)
+	}
+	if d.cfg.Alone {
+		if err := clearPreviousRun(ctx, membersKV); err != nil {
+			return fmt.Errorf("dispatcher: %w", err)
+		}
 	}
 	fc, err := ensureConsumer(ctx, js, streams.StreamEvents, fanoutConsumerConfig(d.cfg))
 	if err != nil {
@@ -330,4 +336,26 @@ func (d *Dispatcher) ensureDeliveryConsumer(ctx context.Context, id string) (jet
 	}
 	defer func() { <-d.consumerSlots }()
 	return ensureConsumer(ctx, d.js, streams.StreamDeliveries, deliveryConsumerConfig(d.cfg, id))
+}
+
+// clearPreviousRun removes the membership and slot records of a previous
+// run of the only dispatcher that can use these streams: that run is dead,
+// and its slots would otherwise be held until its member key expired.
+func clearPreviousRun(ctx context.Context, kv jetstream.KeyValue) error {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("members of a previous run: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		if strings.HasPrefix(k, membersPrefix) || strings.HasPrefix(k, slotsPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		if err := kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("members of a previous run: %w", err)
+		}
+	}
+	return nil
 }

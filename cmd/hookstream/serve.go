@@ -152,6 +152,9 @@ func (f *serverFlags) dispatcherConfig(js jetstream.JetStream, log *slog.Logger,
 		JS: js, DeliveryTimeout: f.deliveryTimeout, AckWait: f.ackWait, RetryInitial: f.retryInitial,
 		RetryMaxInterval: f.retryMaxInterval, RetryMaxAge: f.retryMaxAge, RetryMinDelay: f.retryMinDelay, FailingAfter: f.failingAfter,
 		Concurrency: f.concurrency, AllowPrivate: f.allowPrivate, UserAgent: "hookstream/" + version,
+		// serve on an embedded NATS that listens nowhere is the only
+		// dispatcher there can be.
+		Alone:  f.role == roleServe && f.natsURL == "" && f.natsListen == "",
 		Logger: log, Metrics: reg,
 	}
 }
