@@ -260,6 +260,29 @@ func startLocalServe(ctx context.Context, dedupWindow time.Duration, verbose boo
 	if verbose {
 		logs = stderr
 	}
+	api, stop, err := runServeRole(ctx, f, logs)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &localServe{dir: dir, api: api}
+	s.stop = func() {
+		stop()
+		_ = os.RemoveAll(dir)
+	}
+	s.nc, err = streams.Dial("nats://"+natsAddr, "hookstream-bench")
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	stopServe := s.stop
+	s.stop = func() { s.nc.Close(); stopServe() }
+	return s, nil
+}
+
+// runServeRole runs serveRole with f until stop is called, and returns the
+// API's URL once it listens.
+func runServeRole(ctx context.Context, f *serverFlags, logs io.Writer) (api string, stop func(), err error) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -278,36 +301,26 @@ func startLocalServe(ctx context.Context, dedupWindow time.Duration, verbose boo
 		}
 		close(addr)
 	}()
-	s := &localServe{dir: dir}
-	s.stop = func() {
+	stop = func() {
 		cancel()
 		<-done
 		_ = pr.Close()
-		_ = os.RemoveAll(dir)
 	}
 	var ok bool
 	select {
-	case s.api, ok = <-addr:
+	case api, ok = <-addr:
 	case <-ctx.Done():
 	}
 	if !ok {
 		cancel()
 		err := <-done
 		_ = pr.Close()
-		_ = os.RemoveAll(dir)
 		if err == nil {
-			err = errors.New("serve stopped before it listened")
+			err = errors.New("stopped before it listened")
 		}
-		return nil, fmt.Errorf("in-process serve: %w", err)
+		return "", nil, fmt.Errorf("in-process %s: %w", f.role, err)
 	}
-	s.nc, err = streams.Dial("nats://"+natsAddr, "hookstream-bench")
-	if err != nil {
-		s.stop()
-		return nil, err
-	}
-	stop := s.stop
-	s.stop = func() { s.nc.Close(); stop() }
-	return s, nil
+	return api, stop, nil
 }
 
 func freeLoopbackPort() (string, error) {
@@ -627,6 +640,7 @@ func (r *benchRun) profile(c string) func() {
 type benchProbe struct {
 	pid     int
 	mallocs uint64
+	cpu     bench.CPUProbe
 }
 
 func newBenchProbe(pid int) *benchProbe {
@@ -640,8 +654,10 @@ func newBenchProbe(pid int) *benchProbe {
 // phase.
 func (p *benchProbe) restart() {
 	if p.pid < 0 {
+		p.cpu = bench.StartCPU(0)
 		return
 	}
+	p.cpu = bench.StartCPU(p.pid)
 	bench.ResetPeakRSS(p.pid)
 	if p.pid == 0 {
 		p.mallocs = heapObjects()
@@ -649,7 +665,10 @@ func (p *benchProbe) restart() {
 }
 
 func (p *benchProbe) finish(row *bench.Row) {
+	row.CPU, row.OtherCPU = p.cpu.Cores()
 	if p.pid < 0 {
+		// Not the server's: the rest of the machine includes it.
+		row.CPU = 0
 		return
 	}
 	row.PeakRSS = bench.PeakRSS(p.pid)

@@ -35,6 +35,11 @@ type Row struct {
 	// AllocsPerDelivery is the heap allocations of the process during the
 	// row over Count.
 	AllocsPerDelivery float64 `json:"allocs_per_delivery,omitempty"`
+	// CPU is the cores the measured process used during the row, and
+	// OtherCPU those the rest of the machine used meanwhile (on a shared
+	// machine, what the figures competed with).
+	CPU      float64 `json:"cpu_cores,omitempty"`
+	OtherCPU float64 `json:"other_cpu_cores,omitempty"`
 	// Error is why the row has no figures.
 	Error string `json:"error,omitempty"`
 	// Skipped says why the row was not run.
@@ -75,8 +80,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| case\t what\t count\t s\t per s\t × HTTP floor\t p50 ms\t p99 ms\t max ms\t peak RSS MiB\t allocs/delivery\t")
-	fmt.Fprintln(tw, "|---\t---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
+	fmt.Fprintln(tw, "| case\t what\t count\t s\t per s\t × HTTP floor\t p50 ms\t p99 ms\t max ms\t peak RSS MiB\t allocs/delivery\t cores\t others' cores\t")
+	fmt.Fprintln(tw, "|---\t---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
 	for _, row := range r.Rows {
 		name := row.Name
 		switch {
@@ -85,9 +90,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		case row.Error != "":
 			name += " — error: " + row.Error
 		}
-		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n",
+		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n",
 			row.Case, name, num(float64(row.Count), 0), num(row.Seconds, 2), num(row.PerSecond, 0), num(row.Ratio, 2),
-			num(row.P50MS, 1), num(row.P99MS, 1), num(row.MaxMS, 1), num(MiB(row.PeakRSS), 0), num(row.AllocsPerDelivery, 0))
+			num(row.P50MS, 1), num(row.P99MS, 1), num(row.MaxMS, 1), num(MiB(row.PeakRSS), 0), num(row.AllocsPerDelivery, 0), num(row.CPU, 2), num(row.OtherCPU, 2))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
