@@ -111,6 +111,10 @@ type Config struct {
 	Rand func() float64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// NoEndpointLabel leaves the endpoint label of the per-endpoint series
+	// empty, for deployments with too many endpoints for a series each.
+	// Defaults to false: every series names its endpoint.
+	NoEndpointLabel bool
 	// Metrics, when set, receives the dispatcher's metrics.
 	Metrics prometheus.Registerer
 	// Observer, when set, is told of every attempt and the retry delay asked

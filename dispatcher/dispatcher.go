@@ -73,10 +73,15 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	d := &Dispatcher{
-		cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), metrics: newMetrics(cfg.Metrics),
+		cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), metrics: newMetrics(cfg.Metrics, !cfg.NoEndpointLabel),
 		workers: map[string]*worker{}, ready: make(chan struct{}),
 		toNotify: map[string]bool{}, notifyC: make(chan struct{}, 1),
 		consumerSlots: make(chan struct{}, 16),
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(newStateCollector(d)); err != nil {
+			return nil, fmt.Errorf("dispatcher: metrics: %w", err)
+		}
 	}
 	conc := max(cfg.Concurrency, 100)
 	d.sender = &sender{
@@ -205,10 +210,14 @@ func (d *Dispatcher) changed(id string) {
 	if w == nil && v != nil && v.ep != nil {
 		w = newWorker(d, id)
 		d.workers[id] = w
+		d.metrics.endpointSeen(id)
 		runCtx, sendCtx := d.runCtx, d.sendCtx
 		d.goBG(func() {
 			w.run(runCtx, sendCtx)
 			d.slots.forget(id)
+			if cur := d.catalog.get(id); cur == nil || cur.ep == nil || cur.ep.Deleted {
+				d.metrics.endpointGone(id)
+			}
 			d.mu.Lock()
 			if d.workers[id] == w {
 				delete(d.workers, id)
