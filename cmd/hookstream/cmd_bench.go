@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,15 +30,16 @@ import (
 
 // benchOptions are `hookstream bench`'s flags.
 type benchOptions struct {
-	server, token, natsURL, receiverListen string
-	serverPID                              int
-	quick, json, verbose                   bool
-	events, concurrency, size, fanout      int
-	rates                                  []int
-	latencySeconds, caseTimeout            time.Duration
-	dedupWindow                            time.Duration
-	cases                                  *regexp.Regexp
-	profileDir                             string
+	server, token, natsURL            string
+	receiverListen, receiverHost      string
+	serverPID                         int
+	quick, json, verbose              bool
+	events, concurrency, size, fanout int
+	rates                             []int
+	latencySeconds, caseTimeout       time.Duration
+	dedupWindow                       time.Duration
+	cases                             *regexp.Regexp
+	profileDir                        string
 }
 
 // Defaults of `hookstream bench` (full run, then --quick).
@@ -84,6 +86,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { printFlagUsage(fs, "hookstream bench [flags]", false) }
 	o := &benchOptions{}
 	var rates, cases string
 	fs.StringVar(&o.server, "server", "", "run the end-to-end cases against this deployment's API (default: serve's components in-process on an embedded NATS in a temporary directory)")
@@ -91,6 +94,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.StringVar(&o.natsURL, "nats-url", "", "with --server: the deployment's NATS, for the JetStream floor and the Go producer cases (skipped without it)")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "with --server on this machine: the pid whose peak RSS to report")
 	fs.StringVar(&o.receiverListen, "receiver-listen", "127.0.0.1:0", "where the receivers listen (host:port; with a port P, receiver i listens on P+i); with --server, the deployment must reach it")
+	fs.StringVar(&o.receiverHost, "receiver-host", "", "the host name or address the endpoints' URLs give for the receivers (default: --receiver-listen's host), for a deployment that reaches this machine by another name")
 	fs.BoolVar(&o.quick, "quick", false, "a smoke run of a few seconds (small counts, low rates)")
 	fs.IntVar(&o.events, "events", 0, fmt.Sprintf("deliveries per throughput case (events to one endpoint; a tenth as many to ten) (default %d, --quick %d)", benchEventsDefault, benchEventsQuick))
 	fs.IntVar(&o.concurrency, "concurrency", benchConcurrencyDefault, "publishes in flight, HTTP floor requests in flight, and each endpoint's concurrency")
@@ -143,8 +147,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 		return nil, usageErrorf("bench: events: must be at least 1, got %d", o.events)
 	case o.concurrency < 1 || o.concurrency > 1000:
 		return nil, usageErrorf("bench: concurrency: must be 1 to 1000, got %d", o.concurrency)
-	case o.size < 32 || o.size > streams.MaxEventDataDefault:
-		return nil, usageErrorf("bench: size: must be 32 bytes to 1 MiB, got %d", o.size)
+	case o.size < 64 || o.size > streams.MaxEventDataDefault:
+		return nil, usageErrorf("bench: size: must be 64 bytes to 1 MiB, got %d", o.size)
 	case o.fanout < 1 || o.fanout > 100:
 		return nil, usageErrorf("bench: fanout: must be 1 to 100, got %d", o.fanout)
 	case o.latencySeconds <= 0 || o.caseTimeout <= 0:
@@ -187,6 +191,17 @@ func startBenchEnv(ctx context.Context, o *benchOptions, stderr io.Writer) (*ben
 	recv, err := bench.NewReceivers(o.receiverListen, max(o.fanout, 1))
 	if err != nil {
 		return nil, fmt.Errorf("receiver-listen: %w", err)
+	}
+	if o.receiverHost != "" {
+		for _, r := range recv.List {
+			u, err := url.Parse(r.URL)
+			if err != nil {
+				_ = recv.Close()
+				return nil, err
+			}
+			u.Host = net.JoinHostPort(o.receiverHost, u.Port())
+			r.URL = u.String()
+		}
 	}
 	env := &benchEnv{recv: recv, pid: -1}
 	var stops []func()

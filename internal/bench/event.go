@@ -26,7 +26,8 @@ type PublishFunc func(ctx context.Context, evs []Event) error
 // alone, whichever process published it.
 const sentKey = `"bench_sent":`
 
-// EventData returns a JSON object of about size bytes carrying sent.
+// EventData returns a JSON object of size bytes (at least 43: the send
+// time and an empty pad) carrying sent.
 func EventData(sent time.Time, size int) []byte {
 	var b bytes.Buffer
 	b.WriteString("{" + sentKey)

@@ -46,6 +46,15 @@ type Row struct {
 	Skipped string `json:"skipped,omitempty"`
 }
 
+// PerCore is PerSecond over the cores the process used: on a machine
+// that others share, what the run did with the CPU it got.
+func (row *Row) PerCore() float64 {
+	if row.CPU <= 0 {
+		return 0
+	}
+	return row.PerSecond / row.CPU
+}
+
 // SetLatency fills the latency columns from r.
 func (row *Row) SetLatency(r LatencyResult) {
 	row.Count, row.Seconds = r.Deliveries, r.Elapsed.Seconds()
@@ -80,8 +89,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| case\t what\t count\t s\t per s\t × HTTP floor\t p50 ms\t p99 ms\t max ms\t peak RSS MiB\t allocs/delivery\t cores\t others' cores\t")
-	fmt.Fprintln(tw, "|---\t---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
+	fmt.Fprintln(tw, "| case\t what\t count\t s\t per s\t × HTTP floor\t p50 ms\t p99 ms\t max ms\t peak RSS MiB\t allocs/delivery\t cores\t per core-s\t others' cores\t")
+	fmt.Fprintln(tw, "|---\t---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
 	for _, row := range r.Rows {
 		name := row.Name
 		switch {
@@ -90,9 +99,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		case row.Error != "":
 			name += " — error: " + row.Error
 		}
-		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n",
+		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n",
 			row.Case, name, num(float64(row.Count), 0), num(row.Seconds, 2), num(row.PerSecond, 0), num(row.Ratio, 2),
-			num(row.P50MS, 1), num(row.P99MS, 1), num(row.MaxMS, 1), num(MiB(row.PeakRSS), 0), num(row.AllocsPerDelivery, 0), num(row.CPU, 2), num(row.OtherCPU, 2))
+			num(row.P50MS, 1), num(row.P99MS, 1), num(row.MaxMS, 1), num(MiB(row.PeakRSS), 0), num(row.AllocsPerDelivery, 0), num(row.CPU, 2), num(row.PerCore(), 0), num(row.OtherCPU, 2))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
