@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"testing"
@@ -200,6 +201,11 @@ func BenchmarkRSSAfterMillionEvents(b *testing.B) {
 	time.Sleep(settle) // the duplicate window passing: nothing to wait for but the clock
 	runtime.GC()
 	settled := readMemory()
+	// What the process holds once the Go runtime returned its free pages:
+	// the RSS above, less the heap Go keeps mapped after the window's
+	// memory was freed.
+	debug.FreeOSMemory()
+	freed := readMemory()
 
 	ev, idx := streamState(b, p.js, streams.StreamEvents), streamState(b, p.js, streams.StreamIndex)
 	dl := streamState(b, p.js, streams.StreamDeliveries)
@@ -210,6 +216,7 @@ func BenchmarkRSSAfterMillionEvents(b *testing.B) {
 	fmt.Printf("rss: after %d delivered (%.0f/s): %s\n", first, r1.PerSecond(), at100k)
 	fmt.Printf("rss: after %d delivered (%.0f/s): %s; peak RSS %.0f MiB; ×%.2f the RSS after %d\n", total, r2.PerSecond(), at1M, bench.MiB(peak), growth, first)
 	fmt.Printf("rss: %s after the last delivery (window passed, GC run): %s; ×%.2f the RSS after %d\n", settle, settled, float64(settled.rss)/float64(at100k.rss), first)
+	fmt.Printf("rss: then with the free heap returned to the OS (debug.FreeOSMemory): %s; ×%.2f the RSS after %d\n", freed, float64(freed.rss)/float64(at100k.rss), first)
 	fmt.Printf("rss: memory per event in the window (RSS after %d − after %d, over %d): %.0f bytes\n", total, first, total-first, (float64(at1M.rss)-float64(at100k.rss))/float64(total-first))
 	fmt.Printf("rss: stored: EVENTS %d msgs %.0f bytes/event, INDEX %d msgs %.0f bytes/event, DELIVERIES %d msgs (the backlog) %d bytes; store directory %.0f MiB = %.0f bytes/event\n",
 		ev.Msgs, perEvent(ev.Bytes), idx.Msgs, perEvent(idx.Bytes), dl.Msgs, dl.Bytes, bench.MiB(store), perEvent(store))
@@ -217,6 +224,7 @@ func BenchmarkRSSAfterMillionEvents(b *testing.B) {
 	b.ReportMetric(bench.MiB(at1M.rss), "rss-1M-MiB")
 	b.ReportMetric(growth, "rss-ratio")
 	b.ReportMetric(bench.MiB(settled.rss), "rss-settled-MiB")
+	b.ReportMetric(bench.MiB(freed.rss), "rss-freed-MiB")
 	b.ReportMetric(perEvent(store), "store-bytes/event")
 }
 

@@ -45,14 +45,14 @@ type benchOptions struct {
 // Defaults of `hookstream bench` (full run, then --quick).
 const (
 	benchEventsDefault      = 100_000
-	benchEventsQuick        = 2000
+	benchEventsQuick        = 1000
 	benchConcurrencyDefault = 64
 	benchSizeDefault        = 256
 	benchFanoutDefault      = 10
 	benchRatesDefault       = "2000,8000"
 	benchRatesQuick         = "300,600"
 	benchLatencyDefault     = 5 * time.Second
-	benchLatencyQuick       = time.Second
+	benchLatencyQuick       = 700 * time.Millisecond
 	benchCaseTimeoutDefault = 5 * time.Minute
 	// benchJSFloorFactor is how many more messages the JetStream floor
 	// sends than a case has deliveries: it is several times faster, and
@@ -61,7 +61,8 @@ const (
 	// benchWarmup is how many events each case sends (and waits for)
 	// before it measures: the endpoint's consumer is created and the
 	// connections are opened.
-	benchWarmup = 200
+	benchWarmup      = 200
+	benchWarmupQuick = 50
 )
 
 // runBench is `hookstream bench`: the floors and hookstream end to end,
@@ -567,8 +568,12 @@ func (r *benchRun) endpoints(ctx context.Context, typ string, to int) (func(), e
 func (r *benchRun) warm(ctx context.Context, m bench.EventMaker, publish bench.PublishFunc, batch, to int) error {
 	wm := m
 	wm.Prefix += "-warm"
+	n := benchWarmup
+	if r.o.quick {
+		n = benchWarmupQuick
+	}
 	_, err := bench.Throughput(ctx, bench.ThroughputConfig{
-		Publish: publish, Make: wm.Make, Events: benchWarmup, Batch: min(batch, benchWarmup), Concurrency: min(r.o.concurrency, 8),
+		Publish: publish, Make: wm.Make, Events: n, Batch: min(batch, n), Concurrency: min(r.o.concurrency, 8),
 		Fanout: to, Counter: r.env.recv.Counter,
 	})
 	if err != nil {
