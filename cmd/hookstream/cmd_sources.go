@@ -234,7 +234,7 @@ func sourceFields(s *client.Source) fields {
 		f.add("inbound", in)
 		f.addIf("event type", s.Inbound.Type)
 		if s.Inbound.Secret != "" {
-			f.add("inbound secret", s.Inbound.Secret+"   (shown only now: give it to the provider)")
+			f.add("inbound secret (shown only now)", s.Inbound.Secret)
 		}
 		if s.Inbound.PreviousSecretsExpireAt != nil {
 			f.add("previous secret verifies until", whenPtr(s.Inbound.PreviousSecretsExpireAt))
