@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
@@ -23,6 +24,24 @@ type Event struct {
 	Time time.Time
 	// Data is a JSON object, stored and delivered byte for byte.
 	Data json.RawMessage
+	// TraceParent is a W3C traceparent that every webhook request of the
+	// event's deliveries carries; when empty, the one in Publish's context
+	// (ContextWithTraceParent), if any.
+	TraceParent string
+}
+
+type traceParentKey struct{}
+
+// ContextWithTraceParent returns ctx carrying a W3C traceparent: events
+// published with it (and no TraceParent of their own) carry it to their
+// webhook requests.
+func ContextWithTraceParent(ctx context.Context, traceparent string) context.Context {
+	return context.WithValue(ctx, traceParentKey{}, traceparent)
+}
+
+func traceParentOf(ctx context.Context) string {
+	tp, _ := ctx.Value(traceParentKey{}).(string)
+	return tp
 }
 
 // Result is what the store answered.
@@ -56,11 +75,12 @@ type limits struct {
 // field in an error that wraps streams.ErrInvalidEvent.
 func (l limits) normalize(ev Event) (streams.Event, error) {
 	se := streams.Event{
-		ID:     ev.ID,
-		Type:   ev.Type,
-		Source: ev.Source,
-		Time:   ev.Time.UTC(),
-		Data:   []byte(ev.Data),
+		ID:          ev.ID,
+		Type:        ev.Type,
+		Source:      ev.Source,
+		Time:        ev.Time.UTC(),
+		Data:        []byte(ev.Data),
+		TraceParent: ev.TraceParent,
 	}
 	if se.ID == "" {
 		se.ID = l.newID()
