@@ -64,6 +64,19 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 		if v == nil || v.ep == nil {
 			return
 		}
+		if w.consumer == nil && v.ep.Deleted {
+			// A deleted endpoint's consumer is never made again: if it is
+			// gone, the endpoint was removed already (its strays are the
+			// janitor's).
+			c, err := w.d.js.Consumer(ctx, streams.StreamDeliveries, streams.DeliveryConsumer(w.id))
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				_ = w.d.removeEndpoint(ctx, w.id)
+				return
+			}
+			if err == nil {
+				w.consumer = c
+			}
+		}
 		if w.consumer == nil {
 			c, err := w.d.ensureDeliveryConsumer(ctx, w.id)
 			if err != nil {
