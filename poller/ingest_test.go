@@ -708,7 +708,10 @@ func TestPushesThenGapPollFetchesWhatTheyMissed(t *testing.T) {
 	feed.add(postChange(4), postChange(5))
 	lastPush := clock.Now()
 	clock.Advance(10 * time.Minute)
-	st := waitState(t, b.p, "forum", "the gap poll", func(st *sourceState) bool { return st.Cursor == "5" })
+	// The cursor is saved before the poll is recorded: wait for both.
+	st := waitState(t, b.p, "forum", "the gap poll recorded", func(st *sourceState) bool {
+		return st.Cursor == "5" && st.LastPoll.After(lastPush)
+	})
 	if !st.LastPoll.Equal(lastPush.Add(10*time.Minute)) || feed.pollCount() != 2 {
 		t.Fatalf("last poll %s after %d polls, want one gap poll a window after the last push", st.LastPoll, feed.pollCount())
 	}
