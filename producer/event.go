@@ -23,6 +23,10 @@ type Event struct {
 	Time time.Time
 	// Data is a JSON object, stored and delivered byte for byte.
 	Data json.RawMessage
+	// OrderingKey, at most 128 bytes, makes an ordered endpoint receive
+	// the events of one key one at a time, in the order they were stored
+	// (an atomic batch's in its order). Empty: no key.
+	OrderingKey string
 }
 
 // Result is what the store answered.
@@ -61,6 +65,8 @@ func (l limits) normalize(ev Event) (streams.Event, error) {
 		Source: ev.Source,
 		Time:   ev.Time.UTC(),
 		Data:   []byte(ev.Data),
+
+		OrderingKey: ev.OrderingKey,
 	}
 	if se.ID == "" {
 		se.ID = l.newID()

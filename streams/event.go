@@ -15,6 +15,8 @@ const (
 	MaxTypeLength   = 128
 	MaxIDLength     = 256
 	MaxSourceLength = 64
+	// MaxOrderingKeyLength bounds an event's ordering key, in bytes.
+	MaxOrderingKeyLength = 128
 	// DefaultSource is an event's source when the publisher names none.
 	DefaultSource = "default"
 )
@@ -41,6 +43,36 @@ type Event struct {
 	// Target, when set, is the one endpoint a targeted event goes to,
 	// whatever the endpoints' type filters.
 	Target string `msgpack:"target,omitempty"`
+	// OrderingKey, when set, orders the event after every earlier event
+	// of the same key on an ordered endpoint; without one, an ordered
+	// endpoint orders the event by its own id (LaneKey).
+	OrderingKey string `msgpack:"ordering_key,omitempty"`
+}
+
+// LaneKey is the key an ordered endpoint orders ev by: its ordering key, or
+// its id when it has none.
+func (e *Event) LaneKey() string {
+	if e.OrderingKey != "" {
+		return e.OrderingKey
+	}
+	return e.ID
+}
+
+// ValidateOrderingKey checks an ordering key: at most 128 bytes of UTF-8
+// with no control characters (empty is no key).
+func ValidateOrderingKey(k string) error {
+	switch {
+	case len(k) > MaxOrderingKeyLength:
+		return fmt.Errorf("ordering_key: longer than %d bytes: %w", MaxOrderingKeyLength, ErrInvalidEvent)
+	case !utf8.ValidString(k):
+		return fmt.Errorf("ordering_key: not valid UTF-8: %w", ErrInvalidEvent)
+	}
+	for _, r := range k {
+		if r < ' ' || r == 0x7f {
+			return fmt.Errorf("ordering_key: must not contain control characters: %w", ErrInvalidEvent)
+		}
+	}
+	return nil
 }
 
 // ValidateType checks an event type: [a-z0-9_]+(\.[a-z0-9_]+)*, at most 128 characters.
@@ -124,26 +156,33 @@ func (e *Event) Validate(maxData int) error {
 			return fmt.Errorf("target: %w", err)
 		}
 	}
+	if err := ValidateOrderingKey(e.OrderingKey); err != nil {
+		return err
+	}
 	return ValidateData(e.Data, maxData)
 }
 
 // webhookBody is the JSON body of a webhook request.
 type webhookBody struct {
-	ID        string          `json:"id"`
-	Type      string          `json:"type"`
-	Source    string          `json:"source"`
-	Timestamp string          `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Source    string `json:"source"`
+	Timestamp string `json:"timestamp"`
+	// OrderingKey is sent only when the event has one.
+	OrderingKey string          `json:"ordering_key,omitempty"`
+	Data        json.RawMessage `json:"data"`
 }
 
 // WebhookBody is the JSON body POSTed to endpoints:
-// {"id","type","source","timestamp","data"}.
+// {"id","type","source","timestamp","data"}, with "ordering_key" when the
+// event has one.
 func (e *Event) WebhookBody() ([]byte, error) {
 	return json.Marshal(webhookBody{
-		ID:        e.ID,
-		Type:      e.Type,
-		Source:    e.Source,
-		Timestamp: e.Time.UTC().Format(time.RFC3339Nano),
-		Data:      json.RawMessage(e.Data),
+		ID:          e.ID,
+		Type:        e.Type,
+		Source:      e.Source,
+		Timestamp:   e.Time.UTC().Format(time.RFC3339Nano),
+		OrderingKey: e.OrderingKey,
+		Data:        json.RawMessage(e.Data),
 	})
 }

@@ -19,6 +19,10 @@ type Delivery struct {
 	DeadLetterID string `msgpack:"dead_letter_id,omitempty"`
 }
 
+// Lane is the lane of an ordered endpoint with partitions lanes that
+// ev's deliveries go through.
+func (ev *Event) Lane(partitions int) int { return LaneOf(ev.LaneKey(), partitions) }
+
 // MsgID is the delivery's Nats-Msg-Id.
 func (d *Delivery) MsgID() string { return DeliveryMsgID(d.Event.ID, d.EndpointID, d.Generation) }
 
@@ -195,9 +199,15 @@ type Endpoint struct {
 	RateLimit float64 `msgpack:"rate_limit"`
 	// Concurrency is the most deliveries in flight, across all dispatchers;
 	// 0 means the dispatcher's default.
-	Concurrency int       `msgpack:"concurrency"`
-	CreatedAt   time.Time `msgpack:"created_at"`
-	UpdatedAt   time.Time `msgpack:"updated_at"`
+	Concurrency int `msgpack:"concurrency"`
+	// Ordered endpoints receive the events that share an ordering key one
+	// at a time, in EVENTS order, through Partitions lanes: each lane is
+	// its own subject (LaneSubject) and consumer with one delivery in
+	// flight. Partitions is 0 on an unordered endpoint.
+	Ordered    bool      `msgpack:"ordered,omitempty"`
+	Partitions int       `msgpack:"partitions,omitempty"`
+	CreatedAt  time.Time `msgpack:"created_at"`
+	UpdatedAt  time.Time `msgpack:"updated_at"`
 	// Deleted marks an endpoint being deleted: the API no longer shows it and
 	// dispatchers dead-letter its deliveries (endpoint_deleted), then remove
 	// the key.
