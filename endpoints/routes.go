@@ -40,6 +40,8 @@ type endpointJSON struct {
 	Description  string    `json:"description"`
 	RateLimit    float64   `json:"rate_limit"`
 	Concurrency  int       `json:"concurrency"`
+	Ordered      bool      `json:"ordered"`
+	Partitions   int       `json:"partitions,omitempty"`
 	Status       string    `json:"status"`
 	StatusReason string    `json:"status_reason"`
 	StatusSince  time.Time `json:"status_since"`
@@ -60,6 +62,8 @@ func view(ep *streams.Endpoint, h *streams.Health) endpointJSON {
 		Description:  ep.Description,
 		RateLimit:    ep.RateLimit,
 		Concurrency:  ep.Concurrency,
+		Ordered:      ep.Ordered,
+		Partitions:   ep.Partitions,
 		Status:       h.Status,
 		StatusReason: h.Reason,
 		StatusSince:  h.Since.UTC(),
@@ -75,6 +79,8 @@ type createBody struct {
 	Description string   `json:"description"`
 	RateLimit   float64  `json:"rate_limit"`
 	Concurrency int      `json:"concurrency"`
+	Ordered     bool     `json:"ordered"`
+	Partitions  int      `json:"partitions"`
 }
 
 // patchBody takes any subset of the changeable fields. Secret is here only
@@ -85,6 +91,8 @@ type patchBody struct {
 	Description *string         `json:"description"`
 	RateLimit   *float64        `json:"rate_limit"`
 	Concurrency *int            `json:"concurrency"`
+	Ordered     *bool           `json:"ordered"`
+	Partitions  *int            `json:"partitions"`
 	Secret      json.RawMessage `json:"secret"`
 }
 
@@ -149,6 +157,7 @@ func (r *Registry) handleUpdate(w http.ResponseWriter, req *http.Request) {
 	}
 	ep, err := r.Update(req.Context(), req.PathValue("id"), UpdateInput{
 		URL: b.URL, EventTypes: b.EventTypes, Description: b.Description, RateLimit: b.RateLimit, Concurrency: b.Concurrency,
+		Ordered: b.Ordered, Partitions: b.Partitions,
 	})
 	if err != nil {
 		httpjson.Fail(w, err)
