@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
@@ -49,6 +50,10 @@ type Dispatcher struct {
 	sendCtx   context.Context
 	sendStop  context.CancelFunc
 	workers   map[string]*worker
+	// lanes are the lane workers of ordered endpoints, by lane; limiters
+	// their shared rate limiters.
+	lanes    map[string][]*worker
+	limiters map[string]*rate.Limiter
 	bg        sync.WaitGroup
 	ready     chan struct{}
 
@@ -73,7 +78,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), metrics: newMetrics(cfg.Metrics),
-		workers: map[string]*worker{}, ready: make(chan struct{}),
+		workers: map[string]*worker{}, lanes: map[string][]*worker{}, limiters: map[string]*rate.Limiter{}, ready: make(chan struct{}),
 		toNotify: map[string]bool{}, notifyC: make(chan struct{}, 1),
 		consumerSlots: make(chan struct{}, 16),
 	}
@@ -131,6 +136,14 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dispatcher: %w", err)
 	}
+	ofc, err := ensureConsumer(ctx, js, streams.StreamEvents, fanoutOrderedConsumerConfig(d.cfg))
+	if err != nil {
+		return fmt.Errorf("dispatcher: %w", err)
+	}
+	events, err := js.Stream(ctx, streams.StreamEvents)
+	if err != nil {
+		return fmt.Errorf("dispatcher: stream %s: %w", streams.StreamEvents, err)
+	}
 
 	d.catalog = newCatalog(d.endpointsKV, d.healthKV, d.cfg.Now, d.changed)
 	d.health = &healthStore{kv: d.healthKV, deliveries: d.deliveries, cfg: d.cfg, catalog: d.catalog, log: d.log}
@@ -162,6 +175,8 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.goBG(func() { d.notifyLoop(runCtx) })
 	f := &fanout{cfg: d.cfg, js: js, consumer: fc, catalog: d.catalog, log: d.log, metrics: d.metrics}
 	d.goBG(func() { f.run(runCtx) })
+	of := &orderedFanout{cfg: d.cfg, js: js, events: events, consumer: ofc, catalog: d.catalog, log: d.log.With("fanout", "ordered"), metrics: d.metrics}
+	d.goBG(func() { of.run(runCtx) })
 	d.goBG(func() { d.janitor(runCtx) })
 	// Endpoints loaded before the watch reported ready got their workers
 	// from changed(); make sure every one has one.
@@ -195,8 +210,13 @@ func (d *Dispatcher) changed(id string) {
 		d.mu.Unlock()
 		return
 	}
+	var woken []*worker
+	if v != nil && v.ep != nil && v.ep.Ordered {
+		d.startLanesLocked(id, v.ep.Partitions)
+		woken = append(woken, d.lanes[id]...)
+	}
 	w := d.workers[id]
-	if w == nil && v != nil && v.ep != nil {
+	if w == nil && v != nil && v.ep != nil && !v.ep.Ordered {
 		w = newWorker(d, id)
 		d.workers[id] = w
 		runCtx, sendCtx := d.runCtx, d.sendCtx
@@ -213,6 +233,11 @@ func (d *Dispatcher) changed(id string) {
 	d.mu.Unlock()
 	if w != nil {
 		w.poke()
+	}
+	for _, lw := range woken {
+		if lw != nil {
+			lw.poke()
+		}
 	}
 	if v != nil && v.health != nil && v.health.StatusEvent() != nil {
 		d.notifyMu.Lock()
@@ -272,13 +297,19 @@ func (d *Dispatcher) Ready() error {
 	return nil
 }
 
-// poke wakes the worker of endpoint id, if it has one.
+// poke wakes the workers of endpoint id (its lanes' too), if it has any.
 func (d *Dispatcher) poke(id string) {
 	d.mu.Lock()
 	w := d.workers[id]
+	lanes := d.lanes[id]
 	d.mu.Unlock()
 	if w != nil {
 		w.poke()
+	}
+	for _, lw := range lanes {
+		if lw != nil {
+			lw.poke()
+		}
 	}
 }
 
@@ -322,12 +353,12 @@ func (d *Dispatcher) Members() int {
 
 // ensureDeliveryConsumer creates (or updates) an endpoint's consumer,
 // a bounded number at a time.
-func (d *Dispatcher) ensureDeliveryConsumer(ctx context.Context, id string) (jetstream.Consumer, error) {
+func (d *Dispatcher) ensureDeliveryConsumer(ctx context.Context, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	select {
 	case d.consumerSlots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-d.consumerSlots }()
-	return ensureConsumer(ctx, d.js, streams.StreamDeliveries, deliveryConsumerConfig(d.cfg, id))
+	return ensureConsumer(ctx, d.js, streams.StreamDeliveries, cc)
 }

@@ -58,6 +58,10 @@ func (e *Event) LaneKey() string {
 	return e.ID
 }
 
+// Lane is the lane, of an ordered endpoint's partitions, that e's
+// deliveries go through.
+func (e *Event) Lane(partitions int) int { return LaneOf(e.LaneKey(), partitions) }
+
 // ValidateOrderingKey checks an ordering key: at most 128 bytes of UTF-8
 // with no control characters (empty is no key).
 func ValidateOrderingKey(k string) error {

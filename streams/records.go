@@ -17,11 +17,11 @@ type Delivery struct {
 	// DeadLetterID is the record this delivery replays, if any: the record
 	// becomes `delivered` when it succeeds.
 	DeadLetterID string `msgpack:"dead_letter_id,omitempty"`
+	// EventSeq is the event's EVENTS sequence, set by the fan-out of an
+	// ordered endpoint: a lane's deliveries are stored in EVENTS order, and
+	// logs and checks can see it.
+	EventSeq uint64 `msgpack:"event_seq,omitempty"`
 }
-
-// Lane is the lane of an ordered endpoint with partitions lanes that
-// ev's deliveries go through.
-func (ev *Event) Lane(partitions int) int { return LaneOf(ev.LaneKey(), partitions) }
 
 // MsgID is the delivery's Nats-Msg-Id.
 func (d *Delivery) MsgID() string { return DeliveryMsgID(d.Event.ID, d.EndpointID, d.Generation) }
