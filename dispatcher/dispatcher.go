@@ -301,7 +301,7 @@ func (d *Dispatcher) Ready() error {
 func (d *Dispatcher) poke(id string) {
 	d.mu.Lock()
 	w := d.workers[id]
-	lanes := d.lanes[id]
+	lanes := append([]*worker(nil), d.lanes[id]...)
 	d.mu.Unlock()
 	if w != nil {
 		w.poke()

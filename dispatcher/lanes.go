@@ -86,7 +86,7 @@ func (d *Dispatcher) laneLimiter(id string, r rate.Limit) *rate.Limiter {
 // laneFreed wakes every lane of endpoint id that waits for a slot.
 func (d *Dispatcher) laneFreed(id string) {
 	d.mu.Lock()
-	ws := d.lanes[id]
+	ws := append([]*worker(nil), d.lanes[id]...)
 	d.mu.Unlock()
 	for _, w := range ws {
 		if w == nil {
@@ -109,28 +109,23 @@ func (w *worker) activeLane(ctx, sendCtx context.Context, v *endpointView) {
 		w.sleep(ctx, w.d.cfg.PullWait)
 		return
 	}
-	fctx, cancel := context.WithTimeout(ctx, max(w.d.cfg.PullWait, time.Second))
-	defer cancel()
-	// A health change ends the pull early.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		select {
-		case <-stop:
-		case <-fctx.Done():
-		case <-w.wake:
-			cancel()
-		}
-	}()
-	batch, err := w.consumer.Fetch(1, jetstream.FetchContext(fctx))
+	// The pull is never cancelled from this side: a delivery the server
+	// hands to a pull the client gave up would be lost in flight and hold
+	// the lane for a whole AckWait. It expires on the server instead, soon
+	// enough for a change of health to be noticed.
+	batch, err := w.consumer.Fetch(1, jetstream.FetchMaxWait(min(w.d.cfg.PullWait, time.Second)))
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() == nil {
 			w.log.Warn("fetch lane", "err", err)
 			w.sleep(ctx, 100*time.Millisecond)
 		}
 		return
 	}
 	for m := range batch.Messages() {
+		if cur := w.d.catalog.get(w.id); cur == nil || cur.ep == nil || cur.ep.Deleted || cur.status() != streams.StatusHealthy {
+			_ = m.Nak() // not an attempt: the loop looks at the endpoint again
+			return
+		}
 		if !w.laneSlot(ctx, v) {
 			_ = m.Nak() // not an attempt: the lane's head, for whoever has a slot
 			return
@@ -162,8 +157,6 @@ func (w *worker) laneSlot(ctx context.Context, v *endpointView) bool {
 		case <-t.C:
 			return false
 		case <-w.freed:
-		case <-w.wake:
-			return false
 		}
 	}
 }

@@ -3,7 +3,9 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"cmp"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,30 +20,32 @@ const orderedGroup = "ordered"
 // orderedFanout fans EVENTS out to the lanes of ordered endpoints. A lane's
 // deliveries must be stored in EVENTS order, whatever fails and however many
 // dispatchers run, since its consumer (MaxAckPending 1) hands them out in
-// stored order. So, unlike the fan-out of unordered endpoints:
+// stored order. The rule that keeps it so: an event's lane deliveries are
+// published only once every earlier event was fanned out and acked, and
+// events are acked only in EVENTS order. So:
 //
-//   - One dispatcher at a time fans out to lanes: the consumer is a pinned
-//     priority group; the server hands events to the pinned client alone
-//     and pins another only after PinnedTTL without a pull from it.
-//     PinnedTTL is above AckWait, so by the time another dispatcher gets
-//     events, those a crashed one held are due for redelivery and come
-//     first (redeliveries are served before new messages).
-//   - It takes one batch at a time and publishes each lane's deliveries one
-//     after the other, the next only once the previous is stored: a lane's
-//     stored deliveries are always a prefix of the batch's, in order, never
-//     with a gap that a later publish could fill out of order. A failed
-//     publish is retried in place (de-duplicated by its Nats-Msg-Id), not
-//     NAKed: a NAKed event would come back after newer ones.
-//   - A batch whose publishes cannot all be stored within half an AckWait
-//     is abandoned: the events whose deliveries were all stored are acked;
-//     the rest are not, and the fan-out waits until they are due for
-//     redelivery before it fetches again, so they come back first. Their
-//     lanes stopped at the failed delivery, so nothing of theirs was stored
-//     after it.
-//
-// What it does not cover: a pinned dispatcher that stalls (not crashed, not
-// pulling) for longer than PinnedTTL and then resumes its batch could
-// publish alongside the newly pinned one.
+//   - The fan-out takes a contiguous run of events starting right after the
+//     consumer's ack floor (its own last ack, or the floor JetStream
+//     reports): nothing earlier is pending anywhere. What it was handed
+//     beyond the run (a crashed dispatcher's events not yet due again, or
+//     another dispatcher's run not yet acked) goes back, NAKed with a short
+//     delay, and comes again once the floor has reached it. This holds for
+//     any number of dispatchers, after a crash, and whatever order
+//     JetStream redelivers in.
+//   - Within a run, each lane's deliveries are published one after the
+//     other, the next only once the previous is stored: a lane's stored
+//     deliveries are always a prefix of the run's, in order. A failed
+//     publish is retried in place (its Nats-Msg-Id makes a retry of a
+//     stored one a duplicate).
+//   - Acks go in EVENTS order and stop at the first event not fully
+//     stored within half an AckWait: it and every later event of the run
+//     are NAKed and come back; their deliveries already stored answer as
+//     duplicates, keeping their place.
+//   - One dispatcher at a time is handed the events (a pinned priority
+//     group), so that the others do not fetch runs only to put them back;
+//     the pin moves after PinnedTTL without a pull from the pinned one.
+//     Correctness does not rest on it: two dispatchers cannot both hold the
+//     event after the floor, while a run takes less than its AckWait.
 type orderedFanout struct {
 	cfg      Config
 	js       jetstream.JetStream
@@ -50,18 +54,25 @@ type orderedFanout struct {
 	catalog  *catalog
 	log      *slog.Logger
 	metrics  *metrics
+
+	// floor is the EVENTS sequence up to which every event is known acked
+	// on the ordered fan-out consumer (by this process, or as JetStream
+	// last reported).
+	floor uint64
 }
 
-// orderedFetchWait bounds one pull of the ordered fan-out: a pinned client
-// must pull again within PinnedTTL.
+// orderedFetchWait bounds one pull of the ordered fan-out.
 func orderedFetchWait(c Config) time.Duration { return min(c.PullWait, 5*time.Second) }
+
+// orderedPutBack is how soon an event handed out of turn comes again.
+const orderedPutBack = 100 * time.Millisecond
 
 // fanoutOrderedConsumerConfig is the durable consumer on EVENTS that feeds
 // the lanes of ordered endpoints.
 func fanoutOrderedConsumerConfig(c Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        streams.ConsumerFanoutOrdered,
-		Description:    "fans events out to the lanes of ordered endpoints, one dispatcher at a time",
+		Description:    "fans events out to the lanes of ordered endpoints, in order",
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        c.AckWait,
 		MaxDeliver:     -1,
@@ -70,23 +81,15 @@ func fanoutOrderedConsumerConfig(c Config) jetstream.ConsumerConfig {
 		FilterSubject:  streams.SubjectEvents + ".>",
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
 		PriorityGroups: []string{orderedGroup},
-		// Above the longest gap between two pulls of a live pinned client
-		// (a batch abandoned: up to AckWait and a second, plus a pull), and
-		// above AckWait, so that a crashed client's events are due for
-		// redelivery when another is pinned.
-		PinnedTTL: 2*c.AckWait + orderedFetchWait(c) + 2*time.Second,
+		// A crashed pinned dispatcher's events come due after AckWait;
+		// another takes over about then.
+		PinnedTTL: c.AckWait + orderedFetchWait(c),
 	}
 }
 
 func (f *orderedFanout) run(ctx context.Context) {
-	clean := true
-	defer func() {
-		if clean {
-			f.unpin()
-		}
-	}()
+	defer f.unpin()
 	for ctx.Err() == nil {
-		fetchStart := time.Now()
 		fctx, cancel := context.WithTimeout(ctx, orderedFetchWait(f.cfg))
 		batch, err := f.consumer.Fetch(f.cfg.FanoutBatch, jetstream.FetchContext(fctx), jetstream.FetchPriorityGroup(orderedGroup))
 		if err != nil {
@@ -98,52 +101,113 @@ func (f *orderedFanout) run(ctx context.Context) {
 			continue
 		}
 		var msgs []jetstream.Msg
-		var first time.Time
-		abandoned := false
 		for m := range batch.Messages() {
-			if len(msgs) == 0 {
-				first = time.Now()
-			}
 			msgs = append(msgs, m)
 			if len(batch.Messages()) == 0 {
-				if abandoned = !f.process(ctx, msgs, first); abandoned {
-					break
-				}
+				f.handle(ctx, msgs)
 				msgs = msgs[:0]
 			}
 		}
-		if !abandoned && len(msgs) > 0 {
-			abandoned = !f.process(ctx, msgs, first)
+		if len(msgs) > 0 {
+			f.handle(ctx, msgs)
 		}
 		cancel()
-		clean = !abandoned
-		if abandoned {
-			// Not one more event until the unacked ones are due again (the
-			// last the server may have handed this pull went out before it
-			// expired): the next pull gets them first.
-			waitCtx(ctx, time.Until(fetchStart.Add(orderedFetchWait(f.cfg)+f.cfg.AckWait+time.Second)))
-			clean = ctx.Err() == nil
-		} else if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) &&
+		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) &&
 			!errors.Is(err, context.Canceled) && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
 			// 423 (another dispatcher is pinned) and the like: nothing was
 			// handed to us.
 			f.log.Debug("ordered fan-out pull", "err", err)
-			waitCtx(ctx, 100*time.Millisecond)
+			waitCtx(ctx, orderedPutBack)
 		}
 	}
 }
 
 // unpin lets another dispatcher take the ordered fan-out at once after a
-// stop. It is safe only because run returns between batches: every group
-// was settled, or abandoned and its wait for redelivery cut short by the
-// stop — then another dispatcher could be handed newer events before those
-// come due; that is why an abandoned run does not unpin.
+// stop.
 func (f *orderedFanout) unpin() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := f.events.UnpinConsumer(ctx, streams.ConsumerFanoutOrdered, orderedGroup); err != nil {
 		f.log.Debug("ordered fan-out unpin", "err", err)
 	}
+}
+
+// seqMsg is a fetched event with its EVENTS sequence.
+type seqMsg struct {
+	msg jetstream.Msg
+	seq uint64
+}
+
+// handle processes the run of msgs that starts right after the ack floor
+// and puts the rest back.
+func (f *orderedFanout) handle(ctx context.Context, msgs []jetstream.Msg) {
+	items := make([]seqMsg, 0, len(msgs))
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			_ = m.NakWithDelay(orderedPutBack)
+			continue
+		}
+		items = append(items, seqMsg{msg: m, seq: meta.Sequence.Stream})
+	}
+	slices.SortFunc(items, func(a, b seqMsg) int { return cmp.Compare(a.seq, b.seq) })
+	n := f.runLength(ctx, items)
+	for _, it := range items[n:] {
+		_ = it.msg.NakWithDelay(orderedPutBack)
+	}
+	if n > 0 {
+		f.process(ctx, items[:n])
+	}
+}
+
+// runLength is how many of items (sorted) form a run that may be fanned
+// out now: events at or below the floor (redeliveries of events already
+// fanned out, whose deliveries answer as duplicates), then events that
+// follow the floor without a gap.
+func (f *orderedFanout) runLength(ctx context.Context, items []seqMsg) int {
+	i := 0
+	for i < len(items) && items[i].seq <= f.floor {
+		i++
+	}
+	if i == len(items) {
+		return i
+	}
+	if items[i].seq != f.floor+1 {
+		// Another dispatcher may have moved the floor, or the stream has
+		// deleted sequences in between: ask.
+		if ci, err := f.consumer.Info(ctx); err == nil && ci.AckFloor.Stream > f.floor {
+			f.floor = ci.AckFloor.Stream
+		}
+		for i < len(items) && items[i].seq <= f.floor {
+			i++
+		}
+		if i == len(items) {
+			return i
+		}
+		if items[i].seq != f.floor+1 && !f.gapDeleted(ctx, f.floor+1, items[i].seq) {
+			return 0
+		}
+	}
+	next := items[i].seq
+	for i < len(items) && items[i].seq == next {
+		i++
+		next++
+	}
+	return i
+}
+
+// gapDeleted reports whether EVENTS holds none of the sequences in
+// [from, to): then nothing is pending between the floor and to.
+func (f *orderedFanout) gapDeleted(ctx context.Context, from, to uint64) bool {
+	if to-from > 64 {
+		return false
+	}
+	for seq := from; seq < to; seq++ {
+		if _, err := f.events.GetMsg(ctx, seq); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false
+		}
+	}
+	return true
 }
 
 // lanePub is one delivery to publish on a lane, for event ev of the batch.
@@ -154,12 +218,17 @@ type lanePub struct {
 	data  []byte
 }
 
-// process fans a group of events out to the lanes of ordered endpoints
-// and acks those whose deliveries were all stored; it reports false when
-// it had to abandon some (see orderedFanout). A stop lets a group finish
-// (bounded by its deadline): it is never left half-published by choice.
-func (f *orderedFanout) process(ctx context.Context, msgs []jetstream.Msg, first time.Time) bool {
-	deadline := first.Add(f.cfg.AckWait / 2)
+// process fans a run of events out to the lanes of ordered endpoints and
+// acks, in order, those whose deliveries were all stored, up to the first
+// that is not; that one and the rest go back (see orderedFanout). A stop
+// lets a run finish (bounded by its deadline): it is never left
+// half-published by choice.
+func (f *orderedFanout) process(ctx context.Context, items []seqMsg) {
+	deadline := time.Now().Add(f.cfg.AckWait / 2)
+	msgs := make([]jetstream.Msg, len(items))
+	for i := range items {
+		msgs[i] = items[i].msg
+	}
 	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	for {
@@ -170,8 +239,11 @@ func (f *orderedFanout) process(ctx context.Context, msgs []jetstream.Msg, first
 			break
 		}
 		if wctx.Err() != nil {
-			f.log.Warn("ordered fan-out: endpoint catalog stale; events left for redelivery", "err", err, "events", len(msgs))
-			return false
+			f.log.Warn("ordered fan-out: endpoint catalog stale; events put back", "err", err, "events", len(msgs))
+			for _, m := range msgs {
+				_ = m.NakWithDelay(fanoutRetryDelay)
+			}
+			return
 		}
 		waitCtx(wctx, 100*time.Millisecond)
 	}
@@ -199,27 +271,23 @@ func (f *orderedFanout) process(ctx context.Context, msgs []jetstream.Msg, first
 			work[i].skip = true
 			if errors.Is(err, streams.ErrVersion) {
 				// A newer build's event: left for a dispatcher that can
-				// read it. It loses its place among its key's events.
-				f.log.Warn("ordered fan-out: event of an envelope version this build cannot read; left for a newer dispatcher",
+				// read it. The events after it wait (the floor stops
+				// here): finish the upgrade of every dispatcher.
+				f.log.Warn("ordered fan-out: event of an envelope version this build cannot read; held for a newer dispatcher",
 					"subject", m.Subject(), "err", err)
-				_ = m.NakWithDelay(unknownVersionRetry)
+				work[i].pending = 1
 				continue
 			}
 			// The unordered fan-out logs it; nothing to deliver.
 			_ = m.TermWithReason("undecodable")
 			continue
 		}
-		meta, err := m.Metadata()
-		if err != nil {
-			work[i].skip = true
-			continue
-		}
-		work[i].id, work[i].seq = ev.ID, meta.Sequence.Stream
+		work[i].id, work[i].seq = ev.ID, items[i].seq
 		for _, v := range ordered {
 			if !v.ep.Matches(&ev) {
 				continue
 			}
-			d := streams.Delivery{Event: ev, EndpointID: v.ep.ID, EventSeq: meta.Sequence.Stream}
+			d := streams.Delivery{Event: ev, EndpointID: v.ep.ID, EventSeq: items[i].seq}
 			b, err := streams.Marshal(&d)
 			if err != nil {
 				f.log.Error("ordered fan-out: encode delivery", "err", err)
@@ -252,19 +320,19 @@ func (f *orderedFanout) process(ctx context.Context, msgs []jetstream.Msg, first
 		}(subj, lanes[subj])
 	}
 	wg.Wait()
-	complete := true
-	now := f.cfg.Now().UTC()
-	futs := make([]jetstream.PubAckFuture, len(work))
+	// The acked prefix: every event up to the first not fully stored.
+	done := len(work)
 	for i := range work {
+		if work[i].pending > 0 {
+			done = i
+			break
+		}
+	}
+	now := f.cfg.Now().UTC()
+	futs := make([]jetstream.PubAckFuture, done)
+	for i := range work[:done] {
 		w := &work[i]
-		if w.skip {
-			continue
-		}
-		if w.pending > 0 {
-			complete = false
-			continue
-		}
-		if len(w.idx) == 0 {
+		if w.skip || len(w.idx) == 0 {
 			continue
 		}
 		f.metrics.fannedOut(len(w.idx))
@@ -276,26 +344,29 @@ func (f *orderedFanout) process(ctx context.Context, msgs []jetstream.Msg, first
 			f.log.Warn("ordered fan-out: index entry", "err", err, "event", w.id)
 		}
 	}
-	for i := range work {
+	for i := range work[:done] {
 		w := &work[i]
-		if w.skip || w.pending > 0 {
-			continue
-		}
 		if futs[i] != nil {
 			if _, err := waitAck(wctx, futs[i]); err != nil {
 				// The deliveries are stored; only GET /v1/events/{id} misses
-				// them. Sent again, the lanes would store nothing twice.
+				// them.
 				f.log.Warn("ordered fan-out: index entry", "err", err, "event", w.id)
 			}
 		}
-		if err := w.msg.Ack(); err != nil {
-			f.log.Warn("ordered fan-out ack", "err", err)
+		if !w.skip {
+			if err := w.msg.Ack(); err != nil {
+				f.log.Warn("ordered fan-out ack", "err", err)
+			}
+		}
+		f.floor = max(f.floor, items[i].seq)
+	}
+	if done < len(work) {
+		f.log.Warn("ordered fan-out: deliveries not stored in time; the events from the first not stored on go back, in order",
+			"events", len(work)-done, "from_seq", items[done].seq)
+		for i := range work[done:] {
+			_ = work[done+i].msg.NakWithDelay(fanoutRetryDelay)
 		}
 	}
-	if !complete {
-		f.log.Warn("ordered fan-out: deliveries not stored in time; their events are left for redelivery, in order", "events", len(msgs))
-	}
-	return complete
 }
 
 func (f *orderedFanout) catchUpWaitTime() time.Duration {
@@ -320,3 +391,4 @@ func (f *orderedFanout) publishInPlace(ctx context.Context, subj string, p laneP
 		delay = min(2*delay, time.Second)
 	}
 }
+
