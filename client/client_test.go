@@ -200,3 +200,19 @@ func TestAll(t *testing.T) {
 		t.Errorf("a repeating cursor: %v", err)
 	}
 }
+
+// A batch's 503 comes with the results of the events that were stored.
+func TestPublishBatchPartly(t *testing.T) {
+	t.Parallel()
+	c, got := fake(t, answer(http.StatusServiceUnavailable, `{"results":[{"id":"a","duplicate":false},{"id":"b","error":"nats: timeout"}]}`))
+	res, err := c.PublishBatch(context.Background(), []client.Event{
+		{ID: "a", Type: "x.y", Data: json.RawMessage(`{}`)}, {ID: "b", Type: "x.y", Data: json.RawMessage(`{}`)},
+	}, false)
+	if client.StatusOf(err) != 503 || len(res) != 2 || !res[0].Stored() || res[1].Stored() || res[1].Error != "nats: timeout" {
+		t.Errorf("results %+v, err %v", res, err)
+	}
+	if g := got(); len(g) != 1 || g[0].path != "/v1/events/batch" ||
+		g[0].body != `{"events":[{"id":"a","type":"x.y","data":{}},{"id":"b","type":"x.y","data":{}}]}` {
+		t.Errorf("sent %+v", g)
+	}
+}

@@ -20,6 +20,8 @@ type Error struct {
 	Message string
 	// RetryAfter is the answer's Retry-After (503, 429), 0 when none.
 	RetryAfter time.Duration
+	// Body is the answer as sent (a batch's 503 holds each event's result).
+	Body []byte
 }
 
 func (e *Error) Error() string { return strconv.Itoa(e.Status) + ": " + e.Message }
@@ -38,7 +40,7 @@ func StatusOf(err error) int {
 func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 
 func newError(resp *http.Response, data []byte) *Error {
-	e := &Error{Status: resp.StatusCode, Message: errorText(resp.StatusCode, data)}
+	e := &Error{Status: resp.StatusCode, Message: errorText(resp.StatusCode, data), Body: data}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n >= 0 {
 			e.RetryAfter = time.Duration(n) * time.Second

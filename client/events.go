@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 )
@@ -16,6 +17,8 @@ type Event struct {
 	Source string          `json:"source,omitempty"`
 	Time   time.Time       `json:"time,omitzero"`
 	Data   json.RawMessage `json:"data"`
+	// OrderingKey orders the events that share it on an ordered endpoint.
+	OrderingKey string `json:"ordering_key,omitempty"`
 }
 
 // PublishResult is the 202 answer of a publish: the event's id, and whether
@@ -35,6 +38,43 @@ func (c *Client) Publish(ctx context.Context, ev Event) (*PublishResult, error) 
 		return nil, err
 	}
 	return out, nil
+}
+
+// MaxBatchEvents is the most events one PublishBatch takes.
+const MaxBatchEvents = 1000
+
+// BatchResult is one event's result in a batch, in the request's order:
+// Duplicate set when it was stored (or already was), Error when it was not.
+type BatchResult struct {
+	ID        string `json:"id"`
+	Duplicate *bool  `json:"duplicate,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Stored reports whether the event is stored.
+func (r BatchResult) Stored() bool { return r.Error == "" && r.Duplicate != nil }
+
+// PublishBatch stores up to MaxBatchEvents events: POST /v1/events/batch.
+// Every event is validated first: an invalid one is a 400 *Error naming it
+// (events[3].type: …) and nothing is stored. When NATS took only part of
+// the batch, the results (each event's, stored or not) come with a 503
+// *Error; sending the whole batch again with the same ids is safe.
+//
+// With atomic, all are stored or none, contiguously and in order.
+func (c *Client) PublishBatch(ctx context.Context, events []Event, atomic bool) ([]BatchResult, error) {
+	var out struct {
+		Results []BatchResult `json:"results"`
+	}
+	body := struct {
+		Events []Event `json:"events"`
+		Atomic bool    `json:"atomic,omitempty"`
+	}{events, atomic}
+	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/events/batch", body: body}, &out)
+	var ce *Error
+	if errors.As(err, &ce) && ce.Status == http.StatusServiceUnavailable {
+		_ = json.Unmarshal(ce.Body, &out)
+	}
+	return out.Results, err
 }
 
 // Delivery states of an EventStatus's deliveries.

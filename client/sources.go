@@ -35,6 +35,13 @@ type Inbound struct {
 	// IDFrom are JSON pointers into the body whose values, joined with ':',
 	// make the event id instead of the format's id header.
 	IDFrom []string `json:"id_from,omitempty"`
+	// Type is the event type of the pushes, for hmac-sha256.
+	Type string `json:"type,omitempty"`
+	// SecretCreatedAt is when the current secret was set, and
+	// PreviousSecretsExpireAt when the secret a rotation replaced stops
+	// verifying; both only in answers.
+	SecretCreatedAt         *time.Time `json:"secret_created_at,omitempty"`
+	PreviousSecretsExpireAt *time.Time `json:"previous_secrets_expire_at,omitempty"`
 }
 
 // Source is a source as the API shows it: its settings (header names only,
@@ -45,20 +52,28 @@ type Source struct {
 	Interval       Duration `json:"interval"`
 	ExpectedWindow Duration `json:"expected_window"`
 	Headers        []string `json:"headers"`
-	Inbound        *Inbound `json:"inbound,omitempty"`
+	// Inbound is nil for a source that receives no pushes; its Secret is
+	// set only in the answer that made it.
+	Inbound *Inbound `json:"inbound,omitempty"`
+	// IngestURL is the path providers push to, /ingest/<id> ("" without
+	// inbound): Client.IngestURL gives the whole URL.
+	IngestURL string `json:"ingest_url"`
 	// Status is healthy, unreachable or auth_required.
-	Status         string          `json:"status"`
-	StatusSince    *time.Time      `json:"status_since"`
-	LastSuccess    *time.Time      `json:"last_success"`
-	LastError      string          `json:"last_error"`
-	LastErrorAt    *time.Time      `json:"last_error_at"`
-	NextPoll       *time.Time      `json:"next_poll"`
-	Cursor         string          `json:"cursor"`
-	Failures       int             `json:"failures"`
-	SkippedChanges uint64          `json:"skipped_changes"`
-	LastSkipped    []SkippedChange `json:"last_skipped"`
-	CreatedAt      time.Time       `json:"created_at"`
-	UpdatedAt      time.Time       `json:"updated_at"`
+	Status           string          `json:"status"`
+	StatusSince      *time.Time      `json:"status_since"`
+	LastPoll         *time.Time      `json:"last_poll"`
+	LastPush         *time.Time      `json:"last_push"`
+	LastPushInstance string          `json:"last_push_instance"`
+	LastSuccess      *time.Time      `json:"last_success"`
+	LastError        string          `json:"last_error"`
+	LastErrorAt      *time.Time      `json:"last_error_at"`
+	NextPoll         *time.Time      `json:"next_poll"`
+	Cursor           string          `json:"cursor"`
+	Failures         int             `json:"failures"`
+	SkippedChanges   uint64          `json:"skipped_changes"`
+	LastSkipped      []SkippedChange `json:"last_skipped"`
+	CreatedAt        time.Time       `json:"created_at"`
+	UpdatedAt        time.Time       `json:"updated_at"`
 }
 
 // SkippedChange is an invalid change a feed sent, skipped and never
@@ -119,6 +134,18 @@ func (c *Client) UpdateSource(ctx context.Context, id string, in SourceUpdate) (
 // DeleteSource deletes a source.
 func (c *Client) DeleteSource(ctx context.Context, id string) error {
 	return c.do(ctx, request{method: http.MethodDelete, path: "/v1/sources/" + esc(id)}, nil)
+}
+
+// RotateSourceSecret makes a new inbound secret current, shown once in
+// the answer: secret when given, else generated. The secrets it replaces
+// keep verifying pushes for the server's --secret-overlap, time to change the
+// provider's settings.
+func (c *Client) RotateSourceSecret(ctx context.Context, id, secret string) (*Source, error) {
+	var body any
+	if secret != "" {
+		body = map[string]string{"secret": secret}
+	}
+	return c.source(ctx, request{method: http.MethodPost, path: "/v1/sources/" + esc(id) + "/rotate-secret", body: body})
 }
 
 func (c *Client) source(ctx context.Context, r request) (*Source, error) {

@@ -558,6 +558,50 @@ func TestEventAndSourcesPages(t *testing.T) {
 		`datetime="2025-03-04T06:30:00Z"`)
 }
 
+// A source that receives a provider's webhooks shows the URL to paste into
+// the provider's settings (under the address the page was reached at, https
+// behind a proxy that says so), its last push with the instance that sent
+// it, and its last poll; one that only receives pushes shows no poll.
+func TestSourcesPageShowsInbound(t *testing.T) {
+	t.Parallel()
+	api, b := setup(t, "")
+	api.set("GET /v1/sources", 200, map[string]any{"items": []any{
+		map[string]any{
+			"id": "forum", "changes_url": "https://forum.example.com/changes.json", "status": "healthy", "interval": "1h0m0s",
+			"expected_window": "15m0s", "inbound": map[string]any{"format": "discourse", "header": "", "id_header": "", "id_from": []any{}, "type": ""},
+			"ingest_url": "/ingest/forum", "last_push": "2025-03-04T06:10:00Z", "last_push_instance": "https://forum.example.com",
+			"last_poll": "2025-03-04T06:20:00Z", "next_poll": "2025-03-04T07:20:00Z",
+		},
+		map[string]any{
+			"id": "gh", "changes_url": "", "status": "healthy", "interval": "1m0s", "expected_window": "15m0s",
+			"inbound": map[string]any{"format": "github"}, "ingest_url": "/ingest/gh", "next_poll": "2025-03-04T05:00:00Z",
+		},
+	}, "next_cursor": ""})
+	a := b.get("/sources")
+	host := strings.TrimPrefix(b.srv.URL, "http://")
+	mustContain(t, "sources", a.body, "receives discourse webhooks at", `<code class="url ingest">http://`+host+`/ingest/forum</code>`,
+		`datetime="2025-03-04T06:10:00Z"`, "https://forum.example.com</span>", `datetime="2025-03-04T06:20:00Z"`,
+		"receives github webhooks at", "/ingest/gh</code>", "pushes only, not polled")
+	if strings.Contains(a.body, `datetime="2025-03-04T05:00:00Z"`) {
+		t.Error("a source that is never polled shows a next poll")
+	}
+	req, err := http.NewRequest(http.MethodGet, b.srv.URL+"/sources", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "sources behind TLS", string(body), `https://`+host+`/ingest/forum`)
+}
+
 func TestStaticAssets(t *testing.T) {
 	t.Parallel()
 	_, b := setup(t, testToken)

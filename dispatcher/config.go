@@ -89,6 +89,12 @@ type Config struct {
 	// 2 × DeliveryTimeout. Defaults to 30s, or 3 × DeliveryTimeout when that
 	// is longer.
 	MemberTTL time.Duration
+	// Alone says that no other dispatcher can share these streams (serve on
+	// an embedded NATS that listens nowhere): membership and slot records
+	// found at start are then a previous run's (a crash, kill -9) and are
+	// cleared, so a restart need not wait MemberTTL for the dead run's slots.
+	// Defaults to false.
+	Alone bool
 	// AllowPrivate lets deliveries reach loopback, private and link-local
 	// addresses (--allow-private-endpoints).
 	AllowPrivate bool
@@ -105,6 +111,10 @@ type Config struct {
 	Rand func() float64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// NoEndpointLabel leaves the endpoint label of the per-endpoint series
+	// empty, for deployments with too many endpoints for a series each.
+	// Defaults to false: every series names its endpoint.
+	NoEndpointLabel bool
 	// Metrics, when set, receives the dispatcher's metrics.
 	Metrics prometheus.Registerer
 	// Observer, when set, is told of every attempt and the retry delay asked

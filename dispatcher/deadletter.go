@@ -144,7 +144,7 @@ func (d *Dispatcher) deadLetter(ctx context.Context, epID string, items []*deadI
 			// A catch-up that itself fails never triggers another.
 			lost++
 		}
-		d.metrics.deadLettered(it.reason)
+		d.metrics.deadLettered(epID, it.reason)
 		l.Warn("dead-lettered", "reason", it.reason)
 	}
 	if lost > 0 {

@@ -115,6 +115,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 			log().Warn("ack", "err", err)
 		}
 		out.Delivered = true
+		d.metrics.delivered(w.id, meta.Timestamp, cfg.Now())
 		// The success path writes nothing per delivery but the attempt
 		// log (asynchronously); a delivery that had failed has its state
 		// purged, so the bucket holds only unsettled failures.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,8 +55,8 @@ type Dispatcher struct {
 	// their shared rate limiters.
 	lanes    map[string][]*worker
 	limiters map[string]*rate.Limiter
-	bg        sync.WaitGroup
-	ready     chan struct{}
+	bg       sync.WaitGroup
+	ready    chan struct{}
 
 	// consumerSlots bounds the consumers being created at once: a
 	// thousand endpoints' workers starting together must not crowd out
@@ -77,10 +78,15 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	d := &Dispatcher{
-		cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), metrics: newMetrics(cfg.Metrics),
+		cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), metrics: newMetrics(cfg.Metrics, !cfg.NoEndpointLabel),
 		workers: map[string]*worker{}, lanes: map[string][]*worker{}, limiters: map[string]*rate.Limiter{}, ready: make(chan struct{}),
 		toNotify: map[string]bool{}, notifyC: make(chan struct{}, 1),
 		consumerSlots: make(chan struct{}, 16),
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(newStateCollector(d)); err != nil {
+			return nil, fmt.Errorf("dispatcher: metrics: %w", err)
+		}
 	}
 	conc := max(cfg.Concurrency, 100)
 	d.sender = &sender{
@@ -131,6 +137,11 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	membersKV, err := js.KeyValue(ctx, streams.BucketMembers)
 	if err != nil {
 		return fmt.Errorf("dispatcher: bucket %s: %w", streams.BucketMembers, err)
+	}
+	if d.cfg.Alone {
+		if err := clearPreviousRun(ctx, membersKV); err != nil {
+			return fmt.Errorf("dispatcher: %w", err)
+		}
 	}
 	fc, err := ensureConsumer(ctx, js, streams.StreamEvents, fanoutConsumerConfig(d.cfg))
 	if err != nil {
@@ -219,10 +230,14 @@ func (d *Dispatcher) changed(id string) {
 	if w == nil && v != nil && v.ep != nil && !v.ep.Ordered {
 		w = newWorker(d, id)
 		d.workers[id] = w
+		d.metrics.endpointSeen(id)
 		runCtx, sendCtx := d.runCtx, d.sendCtx
 		d.goBG(func() {
 			w.run(runCtx, sendCtx)
 			d.slots.forget(id)
+			if cur := d.catalog.get(id); cur == nil || cur.ep == nil || cur.ep.Deleted {
+				d.metrics.endpointGone(id)
+			}
 			d.mu.Lock()
 			if d.workers[id] == w {
 				delete(d.workers, id)
@@ -361,4 +376,26 @@ func (d *Dispatcher) ensureDeliveryConsumer(ctx context.Context, cc jetstream.Co
 	}
 	defer func() { <-d.consumerSlots }()
 	return ensureConsumer(ctx, d.js, streams.StreamDeliveries, cc)
+}
+
+// clearPreviousRun removes the membership and slot records of a previous
+// run of the only dispatcher that can use these streams: that run is dead,
+// and its slots would otherwise be held until its member key expired.
+func clearPreviousRun(ctx context.Context, kv jetstream.KeyValue) error {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("members of a previous run: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		if strings.HasPrefix(k, membersPrefix) || strings.HasPrefix(k, slotsPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		if err := kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("members of a previous run: %w", err)
+		}
+	}
+	return nil
 }

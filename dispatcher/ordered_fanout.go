@@ -1,9 +1,9 @@
 package dispatcher
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"cmp"
 	"log/slog"
 	"slices"
 	"sync"
@@ -391,4 +391,3 @@ func (f *orderedFanout) publishInPlace(ctx context.Context, subj string, p laneP
 		delay = min(2*delay, time.Second)
 	}
 }
-

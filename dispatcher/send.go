@@ -136,6 +136,10 @@ func (s *sender) send(ctx context.Context, url string, signer *webhook.Signer, d
 	h.Set(webhook.HeaderID, d.Event.ID)
 	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
 	h.Set(webhook.HeaderSignature, signer.Sign(d.Event.ID, now, body))
+	if d.Event.TraceParent != "" {
+		// The publisher's trace continues into the receiver's.
+		h.Set("traceparent", d.Event.TraceParent)
+	}
 	start := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {

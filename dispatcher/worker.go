@@ -243,15 +243,29 @@ func (w *worker) active(ctx, sendCtx context.Context, v *endpointView) {
 	}
 	cancel()
 	<-watchDone
-	// What was pulled and not sent goes back at once (not an attempt), for
-	// whoever sends next, rather than wait out its AckWait here.
+	// What was pulled and not sent goes back (not an attempt) rather than
+	// wait out its AckWait here: at once while the endpoint is healthy (the
+	// share changed), else behind the retries that are due, so that a
+	// failing endpoint's probes try those first.
+	held := false
+	if cur := w.d.catalog.get(w.id); cur == nil || cur.ep == nil || cur.status() != streams.StatusHealthy {
+		held = true
+	}
 	it.Drain()
 	for {
 		m, err := it.Next()
 		if err != nil {
 			break
 		}
-		_ = m.Nak()
+		if !held {
+			_ = m.Nak()
+			continue
+		}
+		delay := w.d.cfg.RetryInitial
+		if meta, err := m.Metadata(); err == nil {
+			delay = min(delay, meta.Timestamp.Add(w.d.cfg.RetryMaxAge).Sub(w.d.cfg.Now()))
+		}
+		_ = m.NakWithDelay(max(delay, w.d.cfg.RetryMinDelay))
 	}
 }
 

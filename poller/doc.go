@@ -11,6 +11,16 @@
 // (connection.status_changed). It also watches endpoint health and sends the
 // one targeted webhook.catchup an endpoint is owed after a gap.
 //
+// A source may also receive its system's own webhooks (its inbound
+// settings): PublicRoutes serves POST /ingest/{source}, which verifies a
+// push with package inbound on its raw body before anything parses it,
+// publishes it as event "<source>:<provider id>" with the body as data (202
+// only once JetStream acknowledged it), and records the push on the
+// source's state, at most once per a quarter of its expected window per
+// process, so that gap detection counts pushes as the source's events. A
+// source has a changes_url, inbound settings, or both; one without a
+// changes_url is never polled.
+//
 // A Source is any change feed; HTTPSource is the built-in adapter for the
 // HTTP feed format in DESIGN.md, and Go code can Register its own.
 //

@@ -24,7 +24,7 @@ import (
 
 // sourceFieldRE matches a 4xx message that names a field of the source
 // body (or the body itself), or an unknown field by its name.
-var sourceFieldRE = regexp.MustCompile(`^((body|id|changes_url|interval|expected_window|headers): |[^\n]*: unknown field$)`)
+var sourceFieldRE = regexp.MustCompile(`^((body|id|changes_url|interval|expected_window|headers|inbound(\.[a-z_]+(\[\d+\])?)?): |[^\n]*: unknown field$)`)
 
 // fuzzSourceIn mirrors the documented POST /v1/sources body, to judge a 201
 // independently of the handler.
@@ -34,6 +34,14 @@ type fuzzSourceIn struct {
 	Interval       *string            `json:"interval"`
 	ExpectedWindow *string            `json:"expected_window"`
 	Headers        *map[string]string `json:"headers"`
+	Inbound        *struct {
+		Format   *string   `json:"format"`
+		Secret   *string   `json:"secret"`
+		Header   *string   `json:"header"`
+		IDHeader *string   `json:"id_header"`
+		IDFrom   *[]string `json:"id_from"`
+		Type     *string   `json:"type"`
+	} `json:"inbound"`
 }
 
 // fuzzMinInterval is the fuzzed poller's smallest interval.
@@ -78,6 +86,18 @@ func FuzzSourceBody(f *testing.F) {
 		`{"id":"a","changes_url":"https://example.com/"}x`,
 		``,
 		`null`,
+		// Inbound settings.
+		`{"id":"forum","inbound":{"format":"discourse","secret":"0123456789abcdefSECRETvalue"}}`,
+		`{"id":"gh","changes_url":"https://example.com/","inbound":{"format":"github","id_from":["/issue/id","/issue/updated_at"]}}`,
+		`{"id":"std","inbound":{"format":"standard","type":"billing.event"}}`,
+		`{"id":"h","inbound":{"format":"hmac-sha256","secret":"0123456789abcdefSECRETvalue","header":"X-Signature","id_header":"X-Id"}}`,
+		`{"id":"h","inbound":{"format":"hmac-sha256","secret":"shortSECRET1"}}`,
+		`{"id":"h","inbound":{"format":"standard","secret":"whsec_notbase64SECRET"}}`,
+		`{"id":"h","inbound":{"format":"github","header":"X-Sig"}}`,
+		`{"id":"h","inbound":{"format":"github","id_from":["x"]}}`,
+		`{"id":"h","inbound":null}`,
+		`{"id":"h","changes_url":"","inbound":{"format":"stripe"}}`,
+		`{"id":"h","inbound":[]}`,
 	} {
 		f.Add(seed)
 	}
@@ -114,6 +134,9 @@ func FuzzSourceBody(f *testing.F) {
 		case http.StatusCreated:
 			fuzzCheckSource(t, h, body, answer)
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusConflict:
+			if secret := fuzzInboundSecret(body); secret != "" && bytes.Contains(answer, []byte(secret)) {
+				t.Fatalf("%d answer %s repeats the inbound secret", code, answer)
+			}
 			msg := fuzzErrorOf(t, code, answer)
 			if !sourceFieldRE.MatchString(msg) {
 				t.Fatalf("%d %q does not name a field (body %q)", code, msg, body)
@@ -124,7 +147,7 @@ func FuzzSourceBody(f *testing.F) {
 	})
 }
 
-func fuzzServe(t *testing.T, h http.Handler, method, path, body string) (int, []byte) {
+func fuzzServe(t testing.TB, h http.Handler, method, path, body string) (int, []byte) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	rec := httptest.NewRecorder()
@@ -152,6 +175,20 @@ func fuzzErrorOf(t *testing.T, code int, answer []byte) string {
 // plainValueRE is a value long and plain enough that finding it in an
 // answer cannot be chance or JSON escaping.
 var plainValueRE = regexp.MustCompile(`^[A-Za-z0-9]{8,}$`)
+
+// fuzzInboundSecret is the body's inbound secret when it is long and plain
+// enough to look for in an answer.
+func fuzzInboundSecret(body string) string {
+	var in struct {
+		Inbound struct {
+			Secret string `json:"secret"`
+		} `json:"inbound"`
+	}
+	if json.Unmarshal([]byte(body), &in) != nil || !plainValueRE.MatchString(in.Inbound.Secret) || strings.Contains(strings.Replace(body, in.Inbound.Secret, "", 1), in.Inbound.Secret) {
+		return ""
+	}
+	return in.Inbound.Secret
+}
 
 // fuzzHiddenValues returns the body's header values and URL password that
 // the API must never show, leaving out any that also appear in what it may
@@ -212,11 +249,26 @@ func fuzzCheckSource(t *testing.T, h http.Handler, body string, answer []byte) {
 	if in.ID == nil || !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(*in.ID) || *in.ID == streams.OwnSource {
 		t.Fatalf("201 for an invalid id in %q", body)
 	}
-	if in.ChangesURL == nil {
-		t.Fatalf("201 without changes_url: %q", body)
+	polled := in.ChangesURL != nil && *in.ChangesURL != ""
+	if !polled && in.Inbound == nil {
+		t.Fatalf("201 without changes_url or inbound: %q", body)
 	}
-	if why := fuzzInvalidURL(*in.ChangesURL); why != "" {
-		t.Fatalf("201 for changes_url %q: %s", *in.ChangesURL, why)
+	if polled {
+		if why := fuzzInvalidURL(*in.ChangesURL); why != "" {
+			t.Fatalf("201 for changes_url %q: %s", *in.ChangesURL, why)
+		}
+	}
+	if in.Inbound != nil {
+		if in.Inbound.Format == nil || !slices.Contains([]string{"standard", "discourse", "github", "hmac-sha256"}, *in.Inbound.Format) {
+			t.Fatalf("201 for an inbound without a known format: %q", body)
+		}
+		if s := in.Inbound.Secret; s != nil && (*s == "" || *in.Inbound.Format != "standard" && len(*s) < 16 ||
+			*in.Inbound.Format == "standard" && !strings.HasPrefix(*s, "whsec_")) {
+			t.Fatalf("201 for inbound secret %q", *s)
+		}
+		if *in.Inbound.Format == "hmac-sha256" && (in.Inbound.Header == nil || *in.Inbound.Header == "") {
+			t.Fatalf("201 for hmac-sha256 without its header: %q", body)
+		}
 	}
 	for _, d := range []*string{in.Interval, in.ExpectedWindow} {
 		if d == nil {
@@ -254,9 +306,16 @@ func fuzzCheckSource(t *testing.T, h http.Handler, body string, answer []byte) {
 	if err := json.Unmarshal(answer, &got); err != nil {
 		t.Fatalf("201 answer %q: %v", answer, err)
 	}
-	u, _ := url.Parse(*in.ChangesURL)
-	if got.ID != *in.ID || got.ChangesURL != u.Redacted() || !slices.Equal(got.Headers, names) || got.Status != StatusHealthy {
+	wantURL := ""
+	if polled {
+		u, _ := url.Parse(*in.ChangesURL)
+		wantURL = u.Redacted()
+	}
+	if got.ID != *in.ID || got.ChangesURL != wantURL || !slices.Equal(got.Headers, names) || got.Status != StatusHealthy {
 		t.Fatalf("201 answer %s does not match the body %q", answer, body)
+	}
+	if (in.Inbound != nil) != (got.Inbound != nil) || got.Inbound != nil && (got.Inbound.Secret == "" || got.IngestURL != IngestPath(got.ID)) {
+		t.Fatalf("201 answer %s: inbound, its secret and ingest_url do not match the body %q", answer, body)
 	}
 	code, shown := fuzzServe(t, h, http.MethodGet, "/v1/sources/"+got.ID, "")
 	var back sourceJSON
@@ -265,6 +324,9 @@ func fuzzCheckSource(t *testing.T, h http.Handler, body string, answer []byte) {
 	}
 	if back.ChangesURL != got.ChangesURL || !slices.Equal(back.Headers, names) || back.Interval != got.Interval || back.ExpectedWindow != got.ExpectedWindow {
 		t.Fatalf("the new source reads back as %s, created as %s", shown, answer)
+	}
+	if got.Inbound != nil && (back.Inbound == nil || back.Inbound.Secret != "" || bytes.Contains(shown, []byte(got.Inbound.Secret))) {
+		t.Fatalf("the new source reads back as %s: want its inbound settings without the secret", shown)
 	}
 	// Leave the id free for the next input.
 	if code, out := fuzzServe(t, h, http.MethodDelete, "/v1/sources/"+got.ID, ""); code != http.StatusNoContent {
@@ -306,4 +368,96 @@ func fuzzInvalidURL(raw string) string {
 		}
 	}
 	return ""
+}
+
+// FuzzIngest sends arbitrary pushes to POST /ingest/forum (a discourse
+// source) through the real route, behind the API server, on a real
+// JetStream. It never panics or answers 5xx; every answer is JSON; a 202
+// comes only for a push whose signature is the HMAC of its body under the
+// source's secret and whose body is a JSON object, and the event stored
+// under the id it names holds exactly that body; a 401 never shows the
+// secret.
+func FuzzIngest(f *testing.F) {
+	good := `{"post":{"id":7}}`
+	f.Add("sha256="+hexHMAC(testSecret, good), "41", "post_created", good)
+	f.Add("sha256="+hexHMAC(testSecret, "[]"), "41", "post_created", "[]")
+	f.Add("sha256="+hexHMAC(testSecret, good), "a b", "post_created", good)
+	f.Add("sha256="+hexHMAC(testSecret, good), "41", "Post Created!", good)
+	f.Add("sha256="+hexHMAC("wrong-secret-but-long-enough", good), "41", "post_created", good)
+	f.Add("sha256=", "", "", "")
+	f.Add(hexHMAC(testSecret, good), "41", "post_created", good)
+	env := streamstest.Start(f)
+	cfg := testConfig(env)
+	cfg.MaxEventData = 4096
+	p, err := New(context.Background(), cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Stop(ctx); err != nil {
+			f.Errorf("stop: %v", err)
+		}
+	})
+	srv, err := api.New(api.Config{Addr: "127.0.0.1:0", Routes: p.Routes(), Public: p.PublicRoutes(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := srv.Handler()
+	stream, err := env.JS.Stream(context.Background(), streams.StreamEvents)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if code, out := fuzzServe(f, h, http.MethodPost, "/v1/sources", `{"id":"forum","inbound":{"format":"discourse","secret":"`+testSecret+`"}}`); code != http.StatusCreated {
+		f.Fatalf("create = %d %s", code, out)
+	}
+	f.Fuzz(func(t *testing.T, sig, eventID, event, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/ingest/forum", strings.NewReader(body))
+		for k, v := range map[string]string{"X-Discourse-Event-Signature": sig, "X-Discourse-Event-Id": eventID, "X-Discourse-Event": event} {
+			req.Header[k] = []string{v}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		answer := rec.Body.Bytes()
+		var m map[string]any
+		if err := json.Unmarshal(answer, &m); err != nil {
+			t.Fatalf("%d answer %q is not JSON", rec.Code, answer)
+		}
+		signed := strings.EqualFold(strings.TrimSpace(sig), "sha256="+hexHMAC(testSecret, body))
+		switch rec.Code {
+		case http.StatusAccepted:
+			if !signed {
+				t.Fatalf("202 for signature %q of body %q", sig, body)
+			}
+			if m["duplicate"] == true {
+				return
+			}
+			// The inputs run one at a time: the newest event is this one.
+			msg, err := stream.GetLastMsgForSubject(context.Background(), streams.SubjectEvents+".forum.>")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ev streams.Event
+			if err := streams.Unmarshal(msg.Data, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.ID != m["id"] || string(ev.Data) != body || ev.Source != "forum" || !strings.HasPrefix(ev.Type, "discourse.") {
+				t.Fatalf("202 %s: stored %+v; want the body", answer, ev)
+			}
+		case http.StatusUnauthorized:
+			if signed {
+				t.Fatalf("401 %s for a push signed right", answer)
+			}
+			if strings.Contains(string(answer), testSecret) {
+				t.Fatalf("401 shows the secret: %s", answer)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+			if !signed && rec.Code == http.StatusBadRequest {
+				t.Fatalf("400 %s before the signature was checked", answer)
+			}
+		default:
+			t.Fatalf("push = %d %s", rec.Code, answer)
+		}
+	})
 }

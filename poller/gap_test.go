@@ -28,6 +28,8 @@ func TestDue(t *testing.T) {
 		{"SilentPastWindow", state(StatusHealthy, -20*time.Minute, time.Hour, -time.Hour), time.Time{}, dueGap},
 		{"RecentEventFromTheProducer", state(StatusHealthy, -20*time.Minute, time.Hour, -time.Hour), now.Add(-time.Minute), notDue},
 		{"RecentEventFromAPoll", state(StatusHealthy, -20*time.Minute, time.Hour, -time.Minute), time.Time{}, notDue},
+		{"RecentPush", withPush(state(StatusHealthy, -20*time.Minute, time.Hour, -time.Hour), now.Add(-time.Minute)), time.Time{}, notDue},
+		{"PushesStopped", withPush(state(StatusHealthy, -20*time.Minute, time.Hour, -time.Hour), now.Add(-16*time.Minute)), time.Time{}, dueGap},
 		// A poll looked for events: the next gap poll is a window later.
 		{"RecentGapPoll", state(StatusHealthy, -time.Minute, time.Hour, -time.Hour), time.Time{}, notDue},
 		{"UnreachableKeepsItsBackoff", state(StatusUnreachable, -20*time.Minute, time.Hour, -time.Hour), time.Time{}, notDue},
@@ -37,6 +39,11 @@ func TestDue(t *testing.T) {
 			t.Errorf("%s: due = %d, want %d", c.name, got, c.want)
 		}
 	}
+}
+
+func withPush(st *sourceState, at time.Time) *sourceState {
+	st.LastPush = at
+	return st
 }
 
 // A source whose interval is far away but that sent nothing within its

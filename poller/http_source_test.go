@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
 	"github.com/hookstream/hookstream/streams/streamstest"
@@ -273,7 +275,12 @@ func TestPollerReportsAFeedThatIsNotJSON(t *testing.T) {
 	fs.setRaw([]byte("<html>maintenance</html>"))
 	cfg := testConfig(env)
 	cfg.MaxBackoff = 20 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = reg
 	p := newPoller(t, cfg)
+	if v := polls(t, reg, pollBadFeed); v != 0 {
+		t.Fatalf("polls{bad_feed} = %v before any poll, want present at 0", v)
+	}
 	p.Register("erp", NewHTTPSource(fs.URL, nil, fs.Client()), 5*time.Millisecond, time.Hour)
 	start(t, p)
 	st := waitState(t, p, "erp", "the first poll recorded", func(st *sourceState) bool { return !st.LastPoll.IsZero() })
@@ -285,6 +292,9 @@ func TestPollerReportsAFeedThatIsNotJSON(t *testing.T) {
 	})
 	if st.Failures < UnreachableAfterDefault {
 		t.Errorf("unreachable after %d failures, want %d", st.Failures, UnreachableAfterDefault)
+	}
+	if v := polls(t, reg, pollBadFeed); v < UnreachableAfterDefault {
+		t.Errorf("polls{bad_feed} = %v, want at least %d", v, UnreachableAfterDefault)
 	}
 	if n := len(sourceEvents(t, env, "erp")); n != 0 {
 		t.Fatalf("%d events stored, want 0", n)
@@ -337,4 +347,25 @@ func TestPollerCutsAHostileFeedsError(t *testing.T) {
 	if !strings.Contains(st.LastError, "malformed HTTP status code") || len(st.LastError) > 1<<10 || !utf8.ValidString(st.LastError) {
 		t.Fatalf("last_error (%d bytes, valid UTF-8 %v) = %.120q…, want the malformed status in at most 1 KiB", len(st.LastError), utf8.ValidString(st.LastError), st.LastError)
 	}
+}
+
+// polls is hookstream_poller_polls_total{result}.
+func polls(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "hookstream_poller_polls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelIs(m, "result", result) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no hookstream_poller_polls_total{result=%q}", result)
+	return 0
 }

@@ -12,32 +12,44 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hookstream/hookstream/internal/api"
 	"github.com/hookstream/hookstream/streams/streamstest"
 )
 
-// apiBundle is a poller's routes behind the API server.
+// apiBundle is a poller's routes (its public ones included) behind the API
+// server.
 type apiBundle struct {
 	env *streamstest.Env
 	p   *Poller
 	srv *httptest.Server
+	reg *prometheus.Registry
 }
 
 func newAPI(t *testing.T, mutate func(*Config)) *apiBundle {
 	t.Helper()
-	env := streamstest.Start(t)
+	return newAPIOn(t, streamstest.Start(t), mutate)
+}
+
+// newAPIOn is newAPI on env, so that two bundles can share one NATS as two
+// API processes do.
+func newAPIOn(t *testing.T, env *streamstest.Env, mutate func(*Config)) *apiBundle {
+	t.Helper()
+	reg := prometheus.NewRegistry()
 	cfg := testConfig(env)
+	cfg.Metrics = reg
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	p := newPoller(t, cfg)
-	s, err := api.New(api.Config{Addr: "127.0.0.1:0", Routes: p.Routes(), Logger: slog.New(slog.DiscardHandler)})
+	s, err := api.New(api.Config{Addr: "127.0.0.1:0", Routes: p.Routes(), Public: p.PublicRoutes(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &apiBundle{env: env, p: p, srv: srv}
+	return &apiBundle{env: env, p: p, srv: srv, reg: reg}
 }
 
 // do sends a request and returns the status and the raw body.
@@ -128,7 +140,8 @@ func TestCreateSourceRefusesBadInput(t *testing.T) {
 		{"NoID", `{` + url + `}`, 400, "id: required"},
 		{"BadID", `{"id":"a.b",` + url + `}`, 400, "id: "},
 		{"ReservedID", `{"id":"hookstream",` + url + `}`, 400, "id: \"hookstream\" is reserved"},
-		{"NoURL", `{"id":"shop"}`, 400, "changes_url: required"},
+		{"NoURL", `{"id":"shop"}`, 400, "changes_url: required unless the source has inbound settings"},
+		{"EmptyURLNoInbound", `{"id":"shop","changes_url":""}`, 400, "changes_url: required unless"},
 		{"BadScheme", `{"id":"shop","changes_url":"ftp://feed.example.com/"}`, 400, "changes_url: scheme must be http or https"},
 		{"PrivateURL", `{"id":"shop","changes_url":"http://10.0.0.7/changes"}`, 400, "changes_url: address not allowed"},
 		{"MetadataURL", `{"id":"shop","changes_url":"http://169.254.169.254/"}`, 400, "changes_url: address not allowed"},

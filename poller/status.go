@@ -39,6 +39,7 @@ const (
 // then published as connection.status_changed (the outbox retries it if that
 // fails).
 func (p *Poller) finish(ctx context.Context, sp spec, start time.Time, pollErr, storeErr error, more bool, log *slog.Logger) {
+	p.metrics.polled(pollErr, storeErr)
 	st, rev, err := streams.Update(ctx, p.stateKV, sp.id, func(cur *sourceState) (*sourceState, error) {
 		if cur == nil {
 			return nil, errSourceGone

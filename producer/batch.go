@@ -51,7 +51,11 @@ func (p *Producer) PublishBatch(ctx context.Context, events []Event, opts ...Bat
 		return nil, fmt.Errorf("events: %d events is over the batch limit of %d: %w", len(events), MaxBatchEvents, streams.ErrInvalidEvent)
 	}
 	norm := make([]streams.Event, len(events))
+	ctxTP := traceParentOf(ctx)
 	for i, ev := range events {
+		if ev.TraceParent == "" {
+			ev.TraceParent = ctxTP
+		}
 		se, err := p.lim.normalize(ev)
 		if err != nil {
 			p.metrics.invalid()
@@ -211,6 +215,11 @@ func (p *Producer) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.refuse(w, r, err)
 		return
+	}
+	if tp := requestTraceParent(r); tp != "" {
+		for i := range events {
+			events[i].TraceParent = tp
+		}
 	}
 	var results []BatchResult
 	if atomic {

@@ -178,3 +178,45 @@ func TestPublishBatchGo(t *testing.T) {
 		t.Fatalf("EVENTS holds %d, want 2", n)
 	}
 }
+
+// A W3C traceparent given with an event (the HTTP header, or the Go
+// context) is stored with it, for its webhook requests to carry; a header
+// that is not a traceparent is dropped, never the event.
+func TestTraceParentIsKept(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	post := func(id, header string) {
+		req, err := http.NewRequest(http.MethodPost, b.ts.URL+"/v1/events", strings.NewReader(`{"id": "`+id+`", "type": "order.created", "data": {}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("traceparent", header)
+		resp, err := b.ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST %s = %d", id, resp.StatusCode)
+		}
+	}
+	post("traced", tp)
+	post("badly-traced", "00-zz-not-a-trace")
+	if _, err := b.p.Publish(producer.ContextWithTraceParent(context.Background(), tp), producer.Event{ID: "go-traced", Type: "order.created", Data: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]string{1: tp, 2: "", 3: tp} {
+		if ev, _, _ := b.stored(t, seq); ev.TraceParent != want {
+			t.Errorf("event %s at %d: traceparent %q, want %q", ev.ID, seq, ev.TraceParent, want)
+		}
+	}
+	for _, bad := range []string{"", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tp + "-extra"} {
+		if bad != "" && streams.ValidateTraceParent(bad) == nil {
+			t.Errorf("ValidateTraceParent(%q) accepted it", bad)
+		}
+	}
+	if err := streams.ValidateTraceParent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future"); err != nil {
+		t.Errorf("a later version with more fields: %v", err)
+	}
+}

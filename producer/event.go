@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
@@ -27,6 +28,24 @@ type Event struct {
 	// the events of one key one at a time, in the order they were stored
 	// (an atomic batch's in its order). Empty: no key.
 	OrderingKey string
+	// TraceParent is a W3C traceparent that every webhook request of the
+	// event's deliveries carries; when empty, the one in Publish's context
+	// (ContextWithTraceParent), if any.
+	TraceParent string
+}
+
+type traceParentKey struct{}
+
+// ContextWithTraceParent returns ctx carrying a W3C traceparent: events
+// published with it (and no TraceParent of their own) carry it to their
+// webhook requests.
+func ContextWithTraceParent(ctx context.Context, traceparent string) context.Context {
+	return context.WithValue(ctx, traceParentKey{}, traceparent)
+}
+
+func traceParentOf(ctx context.Context) string {
+	tp, _ := ctx.Value(traceParentKey{}).(string)
+	return tp
 }
 
 // Result is what the store answered.
@@ -60,12 +79,12 @@ type limits struct {
 // field in an error that wraps streams.ErrInvalidEvent.
 func (l limits) normalize(ev Event) (streams.Event, error) {
 	se := streams.Event{
-		ID:     ev.ID,
-		Type:   ev.Type,
-		Source: ev.Source,
-		Time:   ev.Time.UTC(),
-		Data:   []byte(ev.Data),
-
+		ID:          ev.ID,
+		Type:        ev.Type,
+		Source:      ev.Source,
+		Time:        ev.Time.UTC(),
+		Data:        []byte(ev.Data),
+		TraceParent: ev.TraceParent,
 		OrderingKey: ev.OrderingKey,
 	}
 	if se.ID == "" {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/hookstream/hookstream/internal/httpjson"
+	"github.com/hookstream/hookstream/streams"
 )
 
 // Routes are the event routes: POST /v1/events publishes an event and
@@ -36,6 +37,7 @@ func (p *Producer) handlePublish(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, err)
 		return
 	}
+	ev.TraceParent = requestTraceParent(r)
 	res, err := p.store(r.Context(), &ev)
 	if err != nil {
 		httpjson.Fail(w, err)
@@ -58,4 +60,15 @@ func (p *Producer) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.WriteJSON(w, http.StatusOK, ev)
+}
+
+// requestTraceParent is the request's W3C traceparent header, or "" when it
+// has none or one that is not valid (a trace is metadata: as the W3C
+// recommends, a bad one is dropped, not the event).
+func requestTraceParent(r *http.Request) string {
+	tp := r.Header.Get("traceparent")
+	if tp == "" || streams.ValidateTraceParent(tp) != nil {
+		return ""
+	}
+	return tp
 }

@@ -57,6 +57,9 @@ func New(cfg Config) (*Producer, error) {
 // naming the field, or streams.ErrUnavailable when nothing was stored (NATS
 // unreachable, stream full): then publish again later with the same id.
 func (p *Producer) Publish(ctx context.Context, ev Event) (Result, error) {
+	if ev.TraceParent == "" {
+		ev.TraceParent = traceParentOf(ctx)
+	}
 	se, err := p.lim.normalize(ev)
 	if err != nil {
 		p.metrics.invalid()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -47,6 +48,9 @@ type Event struct {
 	// of the same key on an ordered endpoint; without one, an ordered
 	// endpoint orders the event by its own id (LaneKey).
 	OrderingKey string `msgpack:"ordering_key,omitempty"`
+	// TraceParent is the W3C traceparent the event was published with, if
+	// any: every webhook request of its deliveries carries it.
+	TraceParent string `msgpack:"traceparent,omitempty"`
 }
 
 // LaneKey is the key an ordered endpoint orders ev by: its ordering key, or
@@ -77,6 +81,27 @@ func ValidateOrderingKey(k string) error {
 		}
 	}
 	return nil
+}
+
+// traceParentRE is a W3C Trace Context traceparent: version 00 (or a later
+// one, which must keep the same first four fields), a 32-hex trace id and a
+// 16-hex parent id, neither all zeros, and 2-hex flags.
+var traceParentRE = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$`)
+
+// ValidateTraceParent checks a W3C traceparent header value.
+func ValidateTraceParent(tp string) error {
+	if len(tp) > 256 || !traceParentRE.MatchString(tp) || strings.HasPrefix(tp, "ff-") ||
+		tp[3:35] == strings.Repeat("0", 32) || tp[36:52] == strings.Repeat("0", 16) || (strings.HasPrefix(tp, "00-") && len(tp) != 55) {
+		return fmt.Errorf("traceparent: %q is not a W3C traceparent (00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>): %w", cut(tp, 80), ErrInvalidEvent)
+	}
+	return nil
+}
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // ValidateType checks an event type: [a-z0-9_]+(\.[a-z0-9_]+)*, at most 128 characters.
@@ -162,6 +187,11 @@ func (e *Event) Validate(maxData int) error {
 	}
 	if err := ValidateOrderingKey(e.OrderingKey); err != nil {
 		return err
+	}
+	if e.TraceParent != "" {
+		if err := ValidateTraceParent(e.TraceParent); err != nil {
+			return err
+		}
 	}
 	return ValidateData(e.Data, maxData)
 }

@@ -88,7 +88,7 @@ func endpointFields(ep *client.Endpoint) fields {
 	f.add("created", when(ep.CreatedAt))
 	f.add("updated", when(ep.UpdatedAt))
 	if ep.Secret != "" {
-		f.add("secret", ep.Secret+"   (shown only now: give it to the receiver)")
+		f.add("secret (shown only now)", ep.Secret)
 	}
 	return f
 }

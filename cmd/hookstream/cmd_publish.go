@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,11 +28,24 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	id := fs.String("id", "", "event id, the idempotency key (generated when not given)")
 	at := fs.String("time", "", "when it happened, RFC 3339 (now when not given)")
 	data := fs.String("data", "", "the event data: a JSON object, @file to read it from a file, or - for stdin (required)")
+	batch := fs.String("batch", "", "publish the events of FILE (or - for stdin), one JSON event a line, in batches of 1000")
+	atomic := fs.Bool("atomic", false, "with --batch: store each batch whole or not at all")
 	if err := parseFlags(fs, args, c.env); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
 		return err
+	}
+	if given(fs, "batch") {
+		for _, n := range []string{"type", "source", "id", "time", "data"} {
+			if given(fs, n) {
+				return usageErrorf("publish: --%s and --batch do not go together: each line of --batch is a whole event (for example: {\"type\":\"order.created\",\"data\":{}})", n)
+			}
+		}
+		return c.publishBatch(ctx, cf, *batch, *atomic)
+	}
+	if *atomic {
+		return usageErrorf("publish: --atomic needs --batch (for example: hookstream publish --batch events.jsonl --atomic)")
 	}
 	if *typ == "" {
 		return usageErrorf("publish: --type is required (for example: hookstream publish --type order.created --data '{\"order_id\":\"o-1\"}')")
@@ -111,4 +125,71 @@ func (c *cli) readData(arg string) (json.RawMessage, error) {
 		return nil, usageErrorf("%s: must be a JSON object", from)
 	}
 	return raw, nil
+}
+
+// publishBatch publishes the events of file (- for stdin), one JSON object
+// a line, MaxBatchEvents at a time. A bad line is refused before anything is
+// sent, naming its line.
+func (c *cli) publishBatch(ctx context.Context, cf *clientFlags, file string, atomic bool) error {
+	var rd io.Reader = c.stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return fmt.Errorf("--batch: %w", err)
+		}
+		defer f.Close()
+		rd = f
+	}
+	var events []client.Event
+	sc := bufio.NewScanner(io.LimitReader(rd, maxData+1))
+	sc.Buffer(make([]byte, 64<<10), maxData)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var ev client.Event
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&ev); err != nil {
+			return usageErrorf("--batch line %d: not a JSON event {\"type\",\"data\",…}: %v", n, err)
+		}
+		events = append(events, ev)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("--batch: %w", err)
+	}
+	if len(events) == 0 {
+		return usageErrorf("--batch: no events in %s (one JSON event a line, for example: {\"type\":\"order.created\",\"data\":{}})", file)
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var all []client.BatchResult
+	stored, dups := 0, 0
+	for start := 0; start < len(events); start += client.MaxBatchEvents {
+		chunk := events[start:min(start+client.MaxBatchEvents, len(events))]
+		res, err := cl.PublishBatch(ctx, chunk, atomic)
+		all = append(all, res...)
+		for _, r := range res {
+			if r.Stored() {
+				stored++
+				if *r.Duplicate {
+					dups++
+				}
+			}
+		}
+		if err != nil {
+			if client.StatusOf(err) == 400 && start > 0 {
+				err = fmt.Errorf("events %d on: %w", start+1, err)
+			}
+			return fmt.Errorf("stored %d of %d events, then: %w (sending the whole file again is safe)", stored, len(events), apiErr(cl, err))
+		}
+	}
+	if cf.json {
+		return encodeJSON(c.stdout, map[string]any{"results": all})
+	}
+	_, err = fmt.Fprintf(c.stdout, "stored %d events (%d of them duplicates, stored before)\n", stored, dups)
+	return err
 }

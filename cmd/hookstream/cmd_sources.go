@@ -17,6 +17,7 @@ func sourcesCommands() []*command {
 		{name: "show", summary: "show a source and its status", run: (*cli).sourcesShow},
 		{name: "update", summary: "change a source (only the flags given)", run: (*cli).sourcesUpdate},
 		{name: "rm", summary: "delete a source", run: (*cli).sourcesRm},
+		{name: "rotate-secret", summary: "give a source a new inbound secret (the old one verifies for a while)", run: (*cli).sourcesRotate},
 	}
 }
 
@@ -167,10 +168,7 @@ func (c *cli) sourcesAdd(ctx context.Context, args []string) error {
 	if err := sourceFields(src).print(c.stdout); err != nil {
 		return err
 	}
-	if in.Inbound != nil {
-		_, err = fmt.Fprintf(c.stdout, "\nThe provider sends its webhooks to:\n  %s\n", cl.IngestURL(src.ID))
-	}
-	return err
+	return c.printIngestURL(cl, src, in.Inbound != nil)
 }
 
 // sources update ID [--changes-url] [--interval] [--expected-window] [--header] [--inbound …]
@@ -208,10 +206,7 @@ func (c *cli) sourcesUpdate(ctx context.Context, args []string) error {
 	if err := sourceFields(src).print(c.stdout); err != nil {
 		return err
 	}
-	if u.Inbound != nil {
-		_, err = fmt.Fprintf(c.stdout, "\nThe provider sends its webhooks to:\n  %s\n", cl.IngestURL(src.ID))
-	}
-	return err
+	return c.printIngestURL(cl, src, u.Inbound != nil)
 }
 
 func sourceFields(s *client.Source) fields {
@@ -237,13 +232,28 @@ func sourceFields(s *client.Source) fields {
 			in += ", id from " + strings.Join(s.Inbound.IDFrom, " : ")
 		}
 		f.add("inbound", in)
+		f.addIf("event type", s.Inbound.Type)
+		if s.Inbound.Secret != "" {
+			f.add("inbound secret (shown only now)", s.Inbound.Secret)
+		}
+		if s.Inbound.PreviousSecretsExpireAt != nil {
+			f.add("previous secret verifies until", whenPtr(s.Inbound.PreviousSecretsExpireAt))
+		}
 	}
 	status := s.Status
 	if s.StatusSince != nil {
 		status += " since " + whenPtr(s.StatusSince)
 	}
 	f.add("status", status)
+	f.addIf("last poll", whenPtr(s.LastPoll))
 	f.addIf("last success", whenPtr(s.LastSuccess))
+	if s.LastPush != nil {
+		push := whenPtr(s.LastPush)
+		if s.LastPushInstance != "" {
+			push += " from " + s.LastPushInstance
+		}
+		f.add("last push", push)
+	}
 	if s.LastError != "" {
 		f.add("last error", s.LastError+" ("+whenPtr(s.LastErrorAt)+")")
 	}
@@ -321,4 +331,42 @@ func (c *cli) sourcesList(ctx context.Context, args []string) error {
 			}
 			return t
 		})
+}
+
+// printIngestURL tells where the provider sends its webhooks, when the
+// command set inbound settings.
+func (c *cli) printIngestURL(cl *client.Client, src *client.Source, inbound bool) error {
+	if !inbound {
+		return nil
+	}
+	_, err := fmt.Fprintf(c.stdout, "\nThe provider sends its webhooks to:\n  %s\n", cl.IngestURL(src.ID))
+	return err
+}
+
+// sources rotate-secret ID [--secret S]
+func (c *cli) sourcesRotate(ctx context.Context, args []string) error {
+	fs := newFlagSet("sources rotate-secret", c.stderr)
+	setSynopsis(fs, "hookstream sources rotate-secret ID [--secret S]")
+	cf := addClientFlags(fs)
+	secret := fs.String("secret", "", "the provider's new secret (generated when not given)")
+	if err := parseFlags(fs, args, c.env); err != nil {
+		return err
+	}
+	id, err := exactlyOneArg(fs, "ID")
+	if err != nil {
+		return err
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, ans := captureAnswers(ctx)
+	src, err := cl.RotateSourceSecret(ctx, id, *secret)
+	if err != nil {
+		return apiErr(cl, err)
+	}
+	if cf.json {
+		return printJSON(c.stdout, ans.last())
+	}
+	return sourceFields(src).print(c.stdout)
 }

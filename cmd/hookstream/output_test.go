@@ -42,15 +42,15 @@ func TestHumanOutput(t *testing.T) {
 			name:   "endpoint with its secret",
 			args:   []string{"endpoints", "add", "--url", "https://x/h", "--types", "order.*"},
 			answer: `{"id":"ep_1","url":"https://x/h","event_types":["order.*"],"description":"","rate_limit":0,"concurrency":0,"status":"healthy","status_reason":"","status_since":"2025-03-01T10:00:00Z","created_at":"2025-03-01T10:00:00Z","updated_at":"2025-03-01T10:00:00Z","secret":"whsec_abc"}`,
-			want: "id:           ep_1\n" +
-				"url:          https://x/h\n" +
-				"event types:  order.*\n" +
-				"status:       healthy since 2025-03-01T10:00:00Z\n" +
-				"rate limit:   no limit\n" +
-				"concurrency:  the server's default\n" +
-				"created:      2025-03-01T10:00:00Z\n" +
-				"updated:      2025-03-01T10:00:00Z\n" +
-				"secret:       whsec_abc   (shown only now: give it to the receiver)\n",
+			want: "id:                       ep_1\n" +
+				"url:                      https://x/h\n" +
+				"event types:              order.*\n" +
+				"status:                   healthy since 2025-03-01T10:00:00Z\n" +
+				"rate limit:               no limit\n" +
+				"concurrency:              the server's default\n" +
+				"created:                  2025-03-01T10:00:00Z\n" +
+				"updated:                  2025-03-01T10:00:00Z\n" +
+				"secret (shown only now):  whsec_abc\n",
 		},
 		{
 			name:   "publish",
@@ -206,5 +206,41 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		"\r\x1b[K[##############################] 100% replayed 4/4\n"
 	if out.String() != want {
 		t.Errorf("stdout = %q\nwant     %q", out.String(), want)
+	}
+}
+
+// publish --batch sends the file's events in batches, refusing a bad line
+// before anything is sent.
+func TestPublishBatch(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, answerJSON(202, `{"results":[{"id":"a","duplicate":false},{"id":"b","duplicate":true}]}`))
+	lines := `{"id":"a","type":"order.created","data":{"n":1}}` + "\n\n" + `{"id":"b","type":"order.created","data":{}}` + "\n"
+	r := runCLI(t, context.Background(), api.env(), lines, "publish", "--batch", "-", "--atomic")
+	if r.code != 0 || r.stdout != "stored 2 events (1 of them duplicates, stored before)\n" {
+		t.Errorf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	reqs := api.requests()
+	if len(reqs) != 1 || reqs[0].Path != "/v1/events/batch" ||
+		!jsonEqual(t, reqs[0].Body, `{"events":[{"id":"a","type":"order.created","data":{"n":1}},{"id":"b","type":"order.created","data":{}}],"atomic":true}`) {
+		t.Errorf("sent %+v", reqs)
+	}
+	r = runCLI(t, context.Background(), api.env(), `{"type":"a.b","data":{},"tpye":"x"}`, "publish", "--batch", "-")
+	wantOneErrorLine(t, r, 2, `--batch line 1: not a JSON event`)
+	r = runCLI(t, context.Background(), api.env(), "", "publish", "--batch", "-", "--type", "a.b")
+	wantOneErrorLine(t, r, 2, "publish: --type and --batch do not go together")
+	if n := len(api.requests()); n != 1 {
+		t.Errorf("refused batches sent %d requests", n-1)
+	}
+}
+
+func TestSourcesRotateSecret(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, answerJSON(200, `{"id":"forum","status":"healthy","inbound":{"format":"discourse","secret":"new-secret","previous_secrets_expire_at":"2025-03-05T05:06:07Z"}}`))
+	r := runCLI(t, context.Background(), api.env(), "", "sources", "rotate-secret", "forum", "--secret", "new-secret")
+	if r.code != 0 || !strings.Contains(r.stdout, "inbound secret (shown only now):") || !strings.Contains(r.stdout, "previous secret verifies until:   2025-03-05T05:06:07Z") {
+		t.Errorf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if reqs := api.requests(); reqs[0].Method != "POST" || reqs[0].Path != "/v1/sources/forum/rotate-secret" || !jsonEqual(t, reqs[0].Body, `{"secret":"new-secret"}`) {
+		t.Errorf("sent %+v", reqs[0])
 	}
 }

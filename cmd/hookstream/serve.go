@@ -53,6 +53,8 @@ type serverFlags struct {
 	role string
 
 	data, httpAddr, natsURL, natsListen, apiToken, logLevel string
+	logFormat                                               string
+	metricsEndpointLabel                                    bool
 	allowPrivate, updateStreams                             bool
 	replicas, maxEventData                                  int
 	dedupWindow, eventsMaxAge, dlqMaxAge                    time.Duration
@@ -81,6 +83,8 @@ func addServerFlags(fs *flag.FlagSet, role string) *serverFlags {
 	fs.StringVar(&f.apiToken, "api-token", "", "bearer token required on every /v1 route (required to listen beyond loopback)")
 	fs.BoolVar(&f.allowPrivate, "allow-private-endpoints", false, "allow endpoints and sources on loopback, private and link-local addresses")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&f.metricsEndpointLabel, "metrics-endpoint-label", true, "label the per-endpoint metrics with the endpoint id (false for very many endpoints)")
 	fs.BoolVar(&f.updateStreams, "update-streams", false, "let this role shrink stored settings (max ages, duplicate window, replicas) that other roles set larger")
 	fs.IntVar(&f.replicas, "replicas", streams.ReplicasDefault, "replicas of every stream and bucket (3 on a cluster)")
 	fs.IntVar(&f.maxEventData, "max-event-data", streams.MaxEventDataDefault, "largest event data accepted, in bytes")
@@ -152,7 +156,11 @@ func (f *serverFlags) dispatcherConfig(js jetstream.JetStream, log *slog.Logger,
 		JS: js, DeliveryTimeout: f.deliveryTimeout, AckWait: f.ackWait, RetryInitial: f.retryInitial,
 		RetryMaxInterval: f.retryMaxInterval, RetryMaxAge: f.retryMaxAge, RetryMinDelay: f.retryMinDelay, FailingAfter: f.failingAfter,
 		Concurrency: f.concurrency, AllowPrivate: f.allowPrivate, UserAgent: "hookstream/" + version,
-		Logger: log, Metrics: reg,
+		// serve on an embedded NATS that listens nowhere is the only
+		// dispatcher there can be.
+		Alone:           f.role == roleServe && f.natsURL == "" && f.natsListen == "",
+		NoEndpointLabel: !f.metricsEndpointLabel,
+		Logger:          log, Metrics: reg,
 	}
 }
 
@@ -178,6 +186,9 @@ func (f *serverFlags) validate() error {
 		if err := f.dispatcherConfig(nil, nil, nil).WithDefaults().Validate(); err != nil {
 			return err
 		}
+	}
+	if f.logFormat != "text" && f.logFormat != "json" {
+		return fmt.Errorf("log-format: %q is not text or json", f.logFormat)
 	}
 	if _, err := parseLevel(f.logLevel); err != nil {
 		return err
@@ -205,7 +216,11 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 		return err
 	}
 	level, _ := parseLevel(f.logLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("role", f.role)
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if f.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler).With("role", f.role)
 
 	// On the way out: the HTTP server stops taking requests while the
 	// components stop taking work (dispatcher first) and finish what is in
@@ -317,7 +332,7 @@ func serveRole(ctx context.Context, f *serverFlags, stdout, stderr io.Writer) er
 	}
 	routes, ready, starts, later := c.routes, c.ready, c.starts, c.stops
 	acfg := f.apiConfig()
-	acfg.Routes, acfg.Gatherer, acfg.Logger, acfg.Pages = routes, reg, log, c.pages
+	acfg.Routes, acfg.Gatherer, acfg.Metrics, acfg.Logger, acfg.Pages = routes, reg, reg, log, c.pages
 	acfg.Public = c.public
 	acfg.Ready = func() error {
 		if !nc.IsConnected() {

@@ -184,7 +184,8 @@ func (w *world) attempted(epID string) (n, highest int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, o := range w.outcomes {
-		if o.EndpointID == epID {
+		// Attempt 0: dead-lettered without a send (its deadline came).
+		if o.EndpointID == epID && o.Attempt > 0 {
 			n++
 			highest = max(highest, o.Attempt)
 		}

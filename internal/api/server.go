@@ -59,6 +59,9 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, receives hookstream_api_requests_total (by route
+	// and code class). Defaults to nil: not counted.
+	Metrics prometheus.Registerer
 	// Pages, when set, serves every path outside /v1, /healthz, /readyz and
 	// /metrics (the dashboard at /). It is given the /v1 handler, token check
 	// included, to call in-process. Defaults to nil: those paths are 404.
@@ -163,12 +166,13 @@ func isLoopback(host string) bool {
 
 // Server is the HTTP API server.
 type Server struct {
-	cfg     Config
-	handler http.Handler
-	mu      sync.Mutex
-	srv     *http.Server
-	ln      net.Listener
-	served  chan struct{}
+	reqMetrics *requestMetrics
+	cfg        Config
+	handler    http.Handler
+	mu         sync.Mutex
+	srv        *http.Server
+	ln         net.Listener
+	served     chan struct{}
 }
 
 // New builds the server and its routing table.
@@ -184,6 +188,18 @@ func New(cfg Config) (*Server, error) {
 	h, err := s.routes()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Metrics != nil {
+		var patterns []string
+		for _, r := range append(append([]httpjson.Route{}, cfg.Routes...), cfg.Public...) {
+			patterns = append(patterns, r.Method+" "+r.Pattern)
+		}
+		m, err := newRequestMetrics(cfg.Metrics, patterns)
+		if err != nil {
+			return nil, fmt.Errorf("api: metrics: %w", err)
+		}
+		h = m.wrap(h)
+		s.reqMetrics = m
 	}
 	s.handler = h
 	return s, nil

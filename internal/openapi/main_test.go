@@ -1,0 +1,9 @@
+package openapi_test
+
+import (
+	"testing"
+
+	"github.com/hookstream/hookstream/streams/streamstest"
+)
+
+func TestMain(m *testing.M) { streamstest.VerifyTestMain(m) }
