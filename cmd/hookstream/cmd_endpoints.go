@@ -212,7 +212,7 @@ func (c *cli) endpointsAdd(ctx context.Context, args []string) error {
 // endpoints update ID [--url] [--types] [--description] [--rate-limit] [--concurrency]
 func (c *cli) endpointsUpdate(ctx context.Context, args []string) error {
 	fs := newFlagSet("endpoints update", c.stderr)
-	setSynopsis(fs, "hookstream endpoints update ID [--url U] [--types T,…] [--description D] [--rate-limit N] [--concurrency N] [--ordered [--partitions N]]")
+	setSynopsis(fs, "hookstream endpoints update ID [--url U] [--types T,…] [--description D] [--rate-limit N] [--concurrency N] [--partitions N]")
 	cf := addClientFlags(fs)
 	ef := addEndpointFlags(fs)
 	if err := parseFlags(fs, args, c.env); err != nil {
