@@ -280,10 +280,12 @@ func (d *Dispatcher) removeEndpoint(ctx context.Context, id string, partitions i
 			return err
 		}
 	}
-	if err := d.healthKV.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	// The endpoint's key first: once it is gone no worker starts for it
+	// again (a health change seen later finds no endpoint).
+	if err := d.endpointsKV.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
-	if err := d.endpointsKV.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := d.healthKV.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
 	d.log.Info("deleted endpoint removed", "endpoint", id)

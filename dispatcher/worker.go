@@ -111,6 +111,23 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 			}
 			continue
 		}
+		if w.consumer == nil && v.ep.Deleted {
+			// A deleted endpoint's consumer is never made again: if it is
+			// gone, the endpoint (or this lane) was removed already (its
+			// strays are the janitor's).
+			c, err := w.d.js.Consumer(ctx, streams.StreamDeliveries, w.consumerConfig().Durable)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				if w.lane >= 0 {
+					w.drained = true
+					continue
+				}
+				_ = w.d.removeEndpoint(ctx, w.id, 0)
+				return
+			}
+			if err == nil {
+				w.consumer = c
+			}
+		}
 		if w.consumer == nil {
 			c, err := w.d.ensureDeliveryConsumer(ctx, w.consumerConfig())
 			if err != nil {

@@ -33,12 +33,12 @@ const (
 // They need no Start. The providers' route is in PublicRoutes.
 func (p *Poller) Routes() []httpjson.Route {
 	return []httpjson.Route{
-		{Method: http.MethodPost, Pattern: "/v1/sources", Handler: p.handleCreate},
-		{Method: http.MethodGet, Pattern: "/v1/sources", Handler: p.handleList},
-		{Method: http.MethodGet, Pattern: "/v1/sources/{id}", Handler: p.handleGet},
-		{Method: http.MethodPatch, Pattern: "/v1/sources/{id}", Handler: p.handlePatch},
-		{Method: http.MethodDelete, Pattern: "/v1/sources/{id}", Handler: p.handleDelete},
-		{Method: http.MethodPost, Pattern: "/v1/sources/{id}/rotate-secret", Handler: p.handleRotate},
+		{Method: http.MethodPost, Pattern: "/v1/sources", Handler: httpjson.Query(p.handleCreate)},
+		{Method: http.MethodGet, Pattern: "/v1/sources", Handler: httpjson.Query(p.handleList, httpjson.PageParams...)},
+		{Method: http.MethodGet, Pattern: "/v1/sources/{id}", Handler: httpjson.Query(p.handleGet)},
+		{Method: http.MethodPatch, Pattern: "/v1/sources/{id}", Handler: httpjson.Query(p.handlePatch)},
+		{Method: http.MethodDelete, Pattern: "/v1/sources/{id}", Handler: httpjson.Query(p.handleDelete)},
+		{Method: http.MethodPost, Pattern: "/v1/sources/{id}/rotate-secret", Handler: httpjson.Query(p.handleRotate)},
 	}
 }
 
@@ -476,6 +476,10 @@ func (p *Poller) handleList(w http.ResponseWriter, r *http.Request) {
 	limit, cursor, err := httpjson.ParsePage(r)
 	if err != nil {
 		httpjson.Fail(w, err)
+		return
+	}
+	if cursor != "" && streams.ValidateSource(cursor) != nil {
+		httpjson.Fail(w, httpjson.BadRequest("cursor: %q is not a cursor this list returned", cursor))
 		return
 	}
 	ctx := r.Context()

@@ -11,9 +11,9 @@ import (
 // GET /v1/events/{id} shows it with its deliveries.
 func (p *Producer) Routes() []httpjson.Route {
 	return []httpjson.Route{
-		{Method: http.MethodPost, Pattern: "/v1/events", Handler: p.handlePublish},
-		{Method: http.MethodPost, Pattern: "/v1/events/batch", Handler: p.handlePublishBatch},
-		{Method: http.MethodGet, Pattern: "/v1/events/{id}", Handler: p.handleGet},
+		{Method: http.MethodPost, Pattern: "/v1/events", Handler: httpjson.Query(p.handlePublish)},
+		{Method: http.MethodPost, Pattern: "/v1/events/batch", Handler: httpjson.Query(p.handlePublishBatch)},
+		{Method: http.MethodGet, Pattern: "/v1/events/{id}", Handler: httpjson.Query(p.handleGet)},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookstream/hookstream/internal/httpjson"
+	"github.com/hookstream/hookstream/internal/openapi"
 )
 
 // Defaults of Config.
@@ -235,9 +236,11 @@ func (s *Server) routes() (http.Handler, error) {
 	}
 	// Unknown /v1 paths answer 401 without a token too, so that probing
 	// does not reveal which routes exist.
-	mux.Handle("/v1/", s.auth(func(w http.ResponseWriter, r *http.Request) {
-		httpjson.WriteError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
-	}))
+	// A known path under another method is a 405 with Allow; an unknown one
+	// a 404 (behind the token too, so probing reveals nothing).
+	mux.Handle("/v1/", s.auth(httpjson.Fallback(s.cfg.Routes)))
+	mux.Handle("/ingest/", httpjson.Fallback(s.cfg.Public))
+	mux.Handle("GET "+openapi.Path, openapi.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -201,24 +201,31 @@ func TestAuthOffWithoutToken(t *testing.T) {
 
 // An unknown /v1 path, or a known one with another method, answers 401
 // without the token, so that probing does not reveal which routes exist;
-// with it, 404.
+// with it, 404 for an unknown path and 405 (with Allow) for a known path
+// under another method.
 func TestUnknownV1Path(t *testing.T) {
 	t.Parallel()
 	srv := testServer(t, token, nil)
-	for _, rq := range []struct{ method, path string }{
-		{http.MethodGet, "/v1/nothing"},
-		{http.MethodGet, "/v1/"},
-		{http.MethodPost, "/v1/things/a"},
-		{http.MethodDelete, "/v1/things/a"},
+	for _, rq := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/v1/nothing", http.StatusNotFound},
+		{http.MethodGet, "/v1/", http.StatusNotFound},
+		{http.MethodPost, "/v1/things/a", http.StatusMethodNotAllowed},
+		{http.MethodDelete, "/v1/things/a", http.StatusMethodNotAllowed},
 	} {
 		code, _, body := get(t, srv, rq.method, rq.path, "")
 		if code != http.StatusUnauthorized {
 			t.Errorf("%s %s without token: %d, want 401", rq.method, rq.path, code)
 		}
 		errorMessage(t, body)
-		code, _, body = get(t, srv, rq.method, rq.path, "Bearer "+token)
-		if code != http.StatusNotFound {
-			t.Errorf("%s %s with token: %d, want 404", rq.method, rq.path, code)
+		code, hdr, body := get(t, srv, rq.method, rq.path, "Bearer "+token)
+		if code != rq.want {
+			t.Errorf("%s %s with token: %d, want %d", rq.method, rq.path, code, rq.want)
+		}
+		if code == http.StatusMethodNotAllowed && hdr.Get("Allow") == "" {
+			t.Errorf("%s %s: 405 without Allow", rq.method, rq.path)
 		}
 		errorMessage(t, body)
 	}
