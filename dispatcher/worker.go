@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -118,6 +119,14 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 			c, err := w.d.js.Consumer(ctx, streams.StreamDeliveries, w.consumerConfig().Durable)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				if w.lane >= 0 {
+					// A lane without a consumer has nothing in flight: what
+					// it holds (a lane never read before the deletion) is
+					// dead-lettered from the stream.
+					if err := w.sweepStream(ctx, 0, math.MaxUint64, streams.ReasonEndpointDeleted); err != nil {
+						w.log.Warn("dead-letter deleted endpoint's lane", "err", err)
+						w.sleep(ctx, time.Second)
+						continue
+					}
 					w.drained = true
 					continue
 				}
