@@ -261,3 +261,22 @@ func TestPublishBatchAtomicNATSGoneMidway(t *testing.T) {
 		t.Fatalf("EVENTS holds %d after the re-send, want %d", n, len(ids))
 	}
 }
+
+// The ordering key is stored with the event and shown by GET /v1/events/{id}.
+func TestOrderingKeyShownByGet(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if r := b.post(t, `{"id": "po-9-h", "type": "purchase_order.created", "ordering_key": "po-9", "data": {}}`); r.code != http.StatusAccepted {
+		t.Fatalf("POST = %d %s", r.code, r.raw)
+	}
+	r := b.get(t, "po-9-h")
+	if r.code != http.StatusOK || r.body["ordering_key"] != "po-9" {
+		t.Fatalf("GET = %d %s, want the ordering key po-9", r.code, r.raw)
+	}
+	if r := b.post(t, `{"id": "plain", "type": "purchase_order.created", "data": {}}`); r.code != http.StatusAccepted {
+		t.Fatalf("POST = %d %s", r.code, r.raw)
+	}
+	if r := b.get(t, "plain"); strings.Contains(string(r.raw), "ordering_key") {
+		t.Fatalf("GET of an event without a key = %s", r.raw)
+	}
+}
