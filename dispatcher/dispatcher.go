@@ -223,7 +223,7 @@ func (d *Dispatcher) changed(id string) {
 	}
 	var woken []*worker
 	if v != nil && v.ep != nil && v.ep.Ordered {
-		d.startLanesLocked(id, v.ep.Partitions)
+		d.startLanesLocked(id, v.ep.Lanes())
 		woken = append(woken, d.lanes[id]...)
 	}
 	w := d.workers[id]

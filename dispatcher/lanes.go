@@ -70,6 +70,14 @@ func (d *Dispatcher) startLanesLocked(id string, partitions int) []*worker {
 	return started
 }
 
+// lanesOf is the lane workers of endpoint id (a lane past a reduced
+// partition count included, until it retires).
+func (d *Dispatcher) lanesOf(id string) []*worker {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]*worker(nil), d.lanes[id]...)
+}
+
 // laneLimiter is the rate limiter the lanes of endpoint id share in this
 // process (its share of the endpoint's rate across dispatchers).
 func (d *Dispatcher) laneLimiter(id string, r rate.Limit) *rate.Limiter {
@@ -210,5 +218,5 @@ func (w *worker) removeLane(ctx context.Context, v *endpointView) bool {
 		w.sleep(ctx, min(w.d.cfg.PullWait, time.Second))
 		return false
 	}
-	return w.d.removeEndpoint(ctx, w.id, v.ep.Partitions) == nil
+	return w.d.removeEndpoint(ctx, w.id, max(v.ep.Lanes(), len(w.d.lanesOf(w.id)))) == nil
 }

@@ -82,7 +82,7 @@ func (w *worker) misplaced(ep *streams.Endpoint) bool {
 	if w.lane < 0 {
 		return ep.Ordered
 	}
-	return !ep.Ordered || w.lane >= ep.Partitions
+	return !ep.Ordered || w.lane >= ep.Lanes()
 }
 
 func (w *worker) poke() {

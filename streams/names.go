@@ -119,7 +119,7 @@ func EndpointOfSubject(subject string) string {
 // published on: a lane of an ordered endpoint, or the endpoint's subject.
 func DeliveryTarget(ep *Endpoint, ev *Event) string {
 	if ep.Ordered {
-		return LaneSubject(ep.ID, ev.Lane(ep.Partitions))
+		return LaneSubject(ep.ID, ev.Lane(ep.Lanes()))
 	}
 	return DeliverySubject(ep.ID)
 }

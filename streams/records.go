@@ -214,6 +214,15 @@ type Endpoint struct {
 	Deleted bool `msgpack:"deleted"`
 }
 
+// Lanes is an ordered endpoint's lane count: Partitions, or
+// DefaultPartitions for one stored without it.
+func (e *Endpoint) Lanes() int {
+	if e.Partitions <= 0 {
+		return DefaultPartitions
+	}
+	return min(e.Partitions, MaxPartitions)
+}
+
 // ActiveSecrets returns the secrets that sign at now.
 func (e *Endpoint) ActiveSecrets(now time.Time) []Secret {
 	out := make([]Secret, 0, len(e.Secrets))
