@@ -232,8 +232,12 @@ func TestBrowser(t *testing.T) {
 		_, err := chromedp.Evaluate[string](`document.getElementById("f-since").value = "2000-01-01T00:00:00"`)(ctx, tg)
 		return err
 	})
+	// The old page has the same row: wait for the filtered page's address
+	// before looking at it.
 	step(t, ctx, "filter by a local time", setSince,
-		chromedp.Click(chromedp.CSS(`form.filters button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(row+" button")))
+		chromedp.Click(chromedp.CSS(`form.filters button[type="submit"]`)),
+		waitLocation("since="),
+		chromedp.WaitVisible(chromedp.CSS(row+" button")))
 	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.Contains(loc, "since=1999-12-31T23%3A00%3A00Z") || strings.Contains(loc, "since_local") {
 		t.Errorf("filtered at %s, want since=1999-12-31T23:00:00Z (midnight in Berlin) and no since_local", loc)
 	}
@@ -290,4 +294,24 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("after logout: %q", got)
 	}
 	step(t, ctx, "the pages need a login again", chromedp.Navigate(s.URL+"/dlq"), chromedp.WaitVisible(chromedp.ID("token")))
+}
+
+// waitLocation waits until the tab's address contains want: a form's
+// submit navigates, and the old page may match everything else looked for.
+func waitLocation(want string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			// Errors while the tab navigates are expected: look again.
+			if loc, err := chromedp.Location()(ctx, tg); err == nil && strings.Contains(loc, want) {
+				return chromedp.Void{}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return chromedp.Void{}, fmt.Errorf("address never contained %q: %w", want, ctx.Err())
+			case <-tick.C:
+			}
+		}
+	}
 }

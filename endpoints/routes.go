@@ -1,10 +1,15 @@
 package endpoints
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookstream/hookstream/internal/httpjson"
 	"github.com/hookstream/hookstream/netguard"
@@ -45,9 +50,13 @@ type endpointJSON struct {
 	Status       string    `json:"status"`
 	StatusReason string    `json:"status_reason"`
 	StatusSince  time.Time `json:"status_since"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	Secret       string    `json:"secret,omitempty"`
+	// Backlog is the endpoint's deliveries not yet settled (unread,
+	// waiting for a retry, or in flight), from its consumer; shown by
+	// show and list.
+	Backlog   *uint64   `json:"backlog,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Secret    string    `json:"secret,omitempty"`
 }
 
 func view(ep *streams.Endpoint, h *streams.Health) endpointJSON {
@@ -129,9 +138,14 @@ func (r *Registry) handleList(w http.ResponseWriter, req *http.Request) {
 		httpjson.Fail(w, err)
 		return
 	}
+	backlogs := r.backlogs(req.Context())
 	items := make([]endpointJSON, 0, len(page))
 	for _, l := range page {
-		items = append(items, view(l.ep, l.h))
+		v := view(l.ep, l.h)
+		if n, ok := backlogs[l.ep.ID]; ok || backlogs != nil {
+			v.Backlog = &n
+		}
+		items = append(items, v)
 	}
 	httpjson.WriteJSON(w, http.StatusOK, httpjson.Page[endpointJSON]{Items: items, NextCursor: next})
 }
@@ -142,7 +156,45 @@ func (r *Registry) handleShow(w http.ResponseWriter, req *http.Request) {
 		httpjson.Fail(w, err)
 		return
 	}
-	httpjson.WriteJSON(w, http.StatusOK, view(ep, h))
+	v := view(ep, h)
+	v.Backlog = r.backlog(req.Context(), ep.ID)
+	httpjson.WriteJSON(w, http.StatusOK, v)
+}
+
+// backlog reads one endpoint's backlog from its consumer: nil when it cannot
+// be read, 0 when the endpoint has no consumer yet.
+func (r *Registry) backlog(ctx context.Context, id string) *uint64 {
+	c, err := r.cfg.JS.Consumer(ctx, streams.StreamDeliveries, streams.DeliveryConsumer(id))
+	var n uint64
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	case err != nil:
+		return nil
+	default:
+		ci := c.CachedInfo()
+		n = ci.NumPending + uint64(ci.NumAckPending)
+	}
+	return &n
+}
+
+// backlogs reads every endpoint's backlog in one listing of the consumers
+// (a few paged requests for thousands), or nil when it cannot.
+func (r *Registry) backlogs(ctx context.Context) map[string]uint64 {
+	s, err := r.cfg.JS.Stream(ctx, streams.StreamDeliveries)
+	if err != nil {
+		return nil
+	}
+	out := map[string]uint64{}
+	list := s.ListConsumers(ctx)
+	for ci := range list.Info() {
+		if id, ok := strings.CutPrefix(ci.Name, streams.DeliveryConsumer("")); ok {
+			out[id] += ci.NumPending + uint64(ci.NumAckPending)
+		}
+	}
+	if list.Err() != nil {
+		return nil
+	}
+	return out
 }
 
 func (r *Registry) handleUpdate(w http.ResponseWriter, req *http.Request) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +67,64 @@ func TestBenchQuick(t *testing.T) {
 		}
 	}
 	t.Logf("hookstream bench --quick:\n%s", table.String())
+}
+
+// TestBenchAgainstServer runs the cases against a deployment's API
+// (--server), here a serve in this process: the endpoints are created
+// through the API, the Go producer's cases are skipped without --nats-url.
+func TestBenchAgainstServer(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := startLocalServe(ctx, time.Minute, false, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	var out, errb bytes.Buffer
+	err = runBench(ctx, []string{"--server", s.api, "--quick", "--json", "--cases", "^(floor-http|ingest-1|producer-1|latency-ingest-300)$"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errb.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, out.String())
+	}
+	got := map[string]bench.Row{}
+	for _, r := range rep.Rows {
+		got[r.Case] = r
+	}
+	if len(rep.Rows) != 4 {
+		t.Errorf("%d rows, want 4: %+v", len(rep.Rows), rep.Rows)
+	}
+	for _, c := range []string{"floor-http", "ingest-1", "latency-ingest-300"} {
+		if r := got[c]; r.Error != "" || r.Skipped != "" || r.Count == 0 || r.PerSecond == 0 {
+			t.Errorf("row %s: %+v", c, r)
+		}
+	}
+	if r := got["producer-1"]; r.Skipped == "" {
+		t.Errorf("producer-1 without --nats-url: %+v, want it skipped", r)
+	}
+	if rep.Settings["mode"] != "server "+s.api {
+		t.Errorf("mode %q", rep.Settings["mode"])
+	}
+}
+
+func TestBenchFlagErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--rate", "fast"},
+		{"--token", "t"},
+		{"--concurrency", "0"},
+		{"--size", "10"},
+		{"--cases", "("},
+		{"extra"},
+	} {
+		var out, errb bytes.Buffer
+		err := runBench(context.Background(), args, &out, &errb)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%v: error %v, want a usage error", args, err)
+		}
+	}
 }
