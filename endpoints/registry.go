@@ -210,7 +210,7 @@ func (r *Registry) Update(ctx context.Context, id string, in UpdateInput) (*stre
 			return nil, err
 		}
 		if cur.Ordered && cur.Partitions != *in.Partitions {
-			n, err := r.backlog(ctx, id)
+			n, err := r.storedDeliveries(ctx, id)
 			if err != nil {
 				return nil, err
 			}
@@ -261,9 +261,9 @@ func (r *Registry) Update(ctx context.Context, id string, in UpdateInput) (*stre
 	return ep, nil
 }
 
-// backlog counts the deliveries the endpoint holds in DELIVERIES, on its
-// subject and its lanes.
-func (r *Registry) backlog(ctx context.Context, id string) (uint64, error) {
+// storedDeliveries counts the deliveries the endpoint holds in DELIVERIES,
+// on its subject and its lanes.
+func (r *Registry) storedDeliveries(ctx context.Context, id string) (uint64, error) {
 	d, err := r.cfg.JS.Stream(ctx, streams.StreamDeliveries)
 	if err != nil {
 		return 0, storeErr("read the endpoint's backlog", err)
