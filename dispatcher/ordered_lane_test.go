@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -153,5 +154,59 @@ func TestOrderedEndpointDeletedDrainsLanes(t *testing.T) {
 		if _, err := b.env.JS.Consumer(context.Background(), streams.StreamDeliveries, streams.LaneConsumer("ep_del", lane)); err != jetstream.ErrConsumerNotFound {
 			t.Fatalf("lane %d consumer: %v, want removed", lane, err)
 		}
+	}
+}
+
+// A 410 from an ordered endpoint disables it and dead-letters what its
+// lanes held then (endpoint_gone), the retries waiting in other lanes
+// included: every lane is released.
+func TestOrderedGoneReleasesLanes(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.FailingAfter = 1000
+	b := setup(t, cfg)
+	r := newReceiver(t)
+	var mu sync.Mutex
+	gone := false
+	r.setRespond(func(id string, _ int) (int, http.Header) {
+		mu.Lock()
+		defer mu.Unlock()
+		if id == "trigger" && gone {
+			return http.StatusGone, nil
+		}
+		return http.StatusInternalServerError, nil
+	})
+	b.addEndpointWith("ep_gone", r.srv.URL, func(ep *streams.Endpoint) { ep.Ordered, ep.Partitions = true, 4 }, "po.*")
+	// Two keys on each of lanes 0 to 2, retrying; the 410 comes on lane 3,
+	// which nothing else holds.
+	var ids []string
+	perLane := map[int]int{}
+	triggerKey := ""
+	for i := 0; len(ids) < 6 || triggerKey == ""; i++ {
+		key := fmt.Sprintf("key-%d", i)
+		switch lane := streams.LaneOf(key, 4); {
+		case lane == 3 && triggerKey == "":
+			triggerKey = key
+		case lane < 3 && perLane[lane] < 2:
+			perLane[lane]++
+			ids = append(ids, key)
+			b.publishKeyed(key, key)
+		}
+	}
+	waitFor(t, "the lanes' heads retrying", func() bool { return r.total() >= 6 })
+	mu.Lock()
+	gone = true
+	mu.Unlock()
+	b.publishKeyed("trigger", triggerKey)
+	waitFor(t, "every delivery dead-lettered as endpoint_gone", func() bool {
+		return len(b.deadLetters("ep_gone")) == len(ids)+1
+	})
+	for _, dl := range b.deadLetters("ep_gone") {
+		if dl.Reason != streams.ReasonEndpointGone {
+			t.Fatalf("dead letter %s: %s, want endpoint_gone", dl.Event.ID, dl.Reason)
+		}
+	}
+	if h := b.health("ep_gone"); h.Status != streams.StatusDisabled {
+		t.Fatalf("status %s, want disabled", h.Status)
 	}
 }
