@@ -26,8 +26,12 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	    echo "fuzz $$p $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$${FUZZTIME:-20s} $$p || exit 1; \
 	  done; done
 
-bench: ## run the benchmarks and print their figures
+bench: build ## run hookstream bench, the Go benchmarks and the big ones, printing their figures
+	./$(BIN) bench
 	$(GO) test -p 1 -run='^$$' -bench=. -benchmem -benchtime=$${BENCHTIME:-1s} -timeout 30m $(PKGS)
+	@for b in RSSAfterMillionEvents BackoffMillion LookupTenMillion; do \
+	  HOOKSTREAM_BENCH_BIG=1 $(GO) test -count=1 -run='^$$' -bench="^Benchmark$$b$$" -benchtime=1x -timeout 60m ./cmd/hookstream | grep -E '^(rss|backoff|lookup|Benchmark|ok|FAIL|---)' || exit 1; \
+	done
 	HOOKSTREAM_BENCH=1 $(GO) test -count=1 -v -run='^TestHeldDeadLetterRateR3$$' ./faulttest/cluster/ | grep -E '^(held|ok|FAIL|---)'
 
 lint: ## gofmt and go vet

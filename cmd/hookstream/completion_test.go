@@ -40,7 +40,7 @@ func TestComplete(t *testing.T) {
 		words []string
 		want  string // candidates, one a line
 	}{
-		{[]string{""}, "api\ncompletion\ndispatcher\ndlq\nendpoints\nevents\nhelp\npoller\npublish\nserve\nsink\nsources\nversion"},
+		{[]string{""}, "api\nbench\ncompletion\ndispatcher\ndlq\nendpoints\nevents\nhelp\npoller\npublish\nserve\nsink\nsources\nversion"},
 		{[]string{"d"}, "dispatcher\ndlq"},
 		{[]string{"dlq", ""}, "list\npurge\nreplay\nshow\ntail"},
 		{[]string{"dlq", "tail", "--"}, "--endpoint\n--json\n--poll\n--reason\n--server\n--token\n--type"},

@@ -91,6 +91,9 @@ func commands() []*command {
 		{name: "events", summary: "inspect events", sub: eventsCommands()},
 		{name: "dlq", summary: "inspect, replay, follow and purge dead letters", sub: dlqCommands()},
 		{name: "sources", summary: "manage polled sources", sub: sourcesCommands()},
+		{name: "bench", summary: "measure the floors and hookstream end to end; print a table", run: func(c *cli, ctx context.Context, args []string) error {
+			return runBench(ctx, args, c.stdout, c.stderr)
+		}},
 		{name: "sink", summary: "receive webhooks: verify signatures, simulate failures", run: (*cli).sink},
 		{name: "completion", summary: "print a shell completion script: bash, zsh or fish", run: (*cli).completion},
 		{name: "version", summary: "print the version", run: (*cli).version},
