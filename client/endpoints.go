@@ -17,12 +17,16 @@ const (
 // hidden; Secret is set only in the answers of CreateEndpoint and
 // RotateSecret.
 type Endpoint struct {
-	ID           string    `json:"id"`
-	URL          string    `json:"url"`
-	EventTypes   []string  `json:"event_types"`
-	Description  string    `json:"description"`
-	RateLimit    float64   `json:"rate_limit"`
-	Concurrency  int       `json:"concurrency"`
+	ID          string   `json:"id"`
+	URL         string   `json:"url"`
+	EventTypes  []string `json:"event_types"`
+	Description string   `json:"description"`
+	RateLimit   float64  `json:"rate_limit"`
+	Concurrency int      `json:"concurrency"`
+	// Ordered endpoints receive the events of one ordering key one at a
+	// time, in order, through Partitions lanes.
+	Ordered      bool      `json:"ordered"`
+	Partitions   int       `json:"partitions,omitempty"`
 	Status       string    `json:"status"`
 	StatusReason string    `json:"status_reason"`
 	StatusSince  time.Time `json:"status_since"`
@@ -41,6 +45,10 @@ type EndpointCreate struct {
 	Description string   `json:"description,omitempty"`
 	RateLimit   float64  `json:"rate_limit,omitempty"`
 	Concurrency int      `json:"concurrency,omitempty"`
+	// Ordered is set at creation only; Partitions (default 16, at most
+	// 256) only with it.
+	Ordered    bool `json:"ordered,omitempty"`
+	Partitions int  `json:"partitions,omitempty"`
 }
 
 // EndpointUpdate changes the fields that are set: PATCH /v1/endpoints/{id}.
@@ -51,6 +59,9 @@ type EndpointUpdate struct {
 	Description *string   `json:"description,omitempty"`
 	RateLimit   *float64  `json:"rate_limit,omitempty"`
 	Concurrency *int      `json:"concurrency,omitempty"`
+	// Partitions changes an ordered endpoint's lanes; refused (409) while
+	// it holds undelivered deliveries.
+	Partitions *int `json:"partitions,omitempty"`
 }
 
 // Ptr returns a pointer to v, for EndpointUpdate's and SourceUpdate's

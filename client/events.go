@@ -89,12 +89,14 @@ const (
 // EventStatus is an event with its delivery to each subscribed endpoint:
 // GET /v1/events/{id}.
 type EventStatus struct {
-	ID         string          `json:"id"`
-	Type       string          `json:"type"`
-	Source     string          `json:"source"`
-	Time       time.Time       `json:"time"`
-	Data       json.RawMessage `json:"data"`
-	Deliveries []Delivery      `json:"deliveries"`
+	ID     string    `json:"id"`
+	Type   string    `json:"type"`
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
+	// OrderingKey is empty when the event has none.
+	OrderingKey string          `json:"ordering_key,omitempty"`
+	Data        json.RawMessage `json:"data"`
+	Deliveries  []Delivery      `json:"deliveries"`
 }
 
 // Delivery is one endpoint's delivery of an event. A pending delivery has

@@ -270,9 +270,15 @@ func (d *Dispatcher) markReplayDelivered(ctx context.Context, id string) {
 // keys. Its subject is not purged: a delivery that a process which had not
 // seen the deletion published since is dead-lettered by the janitor, which
 // takes every delivery whose endpoint key is gone.
-func (d *Dispatcher) removeEndpoint(ctx context.Context, id string) error {
-	if err := d.js.DeleteConsumer(ctx, streams.StreamDeliveries, streams.DeliveryConsumer(id)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return err
+func (d *Dispatcher) removeEndpoint(ctx context.Context, id string, partitions int) error {
+	names := []string{streams.DeliveryConsumer(id)}
+	for lane := range partitions {
+		names = append(names, streams.LaneConsumer(id, lane))
+	}
+	for _, name := range names {
+		if err := d.js.DeleteConsumer(ctx, streams.StreamDeliveries, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
 	}
 	// The endpoint's key first: once it is gone no worker starts for it
 	// again (a health change seen later finds no endpoint).

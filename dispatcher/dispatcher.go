@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
@@ -50,8 +51,12 @@ type Dispatcher struct {
 	sendCtx   context.Context
 	sendStop  context.CancelFunc
 	workers   map[string]*worker
-	bg        sync.WaitGroup
-	ready     chan struct{}
+	// lanes are the lane workers of ordered endpoints, by lane; limiters
+	// their shared rate limiters.
+	lanes    map[string][]*worker
+	limiters map[string]*rate.Limiter
+	bg       sync.WaitGroup
+	ready    chan struct{}
 
 	// consumerSlots bounds the consumers being created at once: a
 	// thousand endpoints' workers starting together must not crowd out
@@ -74,7 +79,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: cfg.Logger.With("component", "dispatcher"), metrics: newMetrics(cfg.Metrics, !cfg.NoEndpointLabel),
-		workers: map[string]*worker{}, ready: make(chan struct{}),
+		workers: map[string]*worker{}, lanes: map[string][]*worker{}, limiters: map[string]*rate.Limiter{}, ready: make(chan struct{}),
 		toNotify: map[string]bool{}, notifyC: make(chan struct{}, 1),
 		consumerSlots: make(chan struct{}, 16),
 	}
@@ -142,6 +147,14 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dispatcher: %w", err)
 	}
+	ofc, err := ensureConsumer(ctx, js, streams.StreamEvents, fanoutOrderedConsumerConfig(d.cfg))
+	if err != nil {
+		return fmt.Errorf("dispatcher: %w", err)
+	}
+	events, err := js.Stream(ctx, streams.StreamEvents)
+	if err != nil {
+		return fmt.Errorf("dispatcher: stream %s: %w", streams.StreamEvents, err)
+	}
 
 	d.catalog = newCatalog(d.endpointsKV, d.healthKV, d.cfg.Now, d.changed)
 	d.health = &healthStore{kv: d.healthKV, deliveries: d.deliveries, cfg: d.cfg, catalog: d.catalog, log: d.log}
@@ -173,6 +186,8 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.goBG(func() { d.notifyLoop(runCtx) })
 	f := &fanout{cfg: d.cfg, js: js, consumer: fc, catalog: d.catalog, log: d.log, metrics: d.metrics}
 	d.goBG(func() { f.run(runCtx) })
+	of := &orderedFanout{cfg: d.cfg, js: js, events: events, consumer: ofc, catalog: d.catalog, log: d.log.With("fanout", "ordered"), metrics: d.metrics}
+	d.goBG(func() { of.run(runCtx) })
 	d.goBG(func() { d.janitor(runCtx) })
 	// Endpoints loaded before the watch reported ready got their workers
 	// from changed(); make sure every one has one.
@@ -206,8 +221,13 @@ func (d *Dispatcher) changed(id string) {
 		d.mu.Unlock()
 		return
 	}
+	var woken []*worker
+	if v != nil && v.ep != nil && v.ep.Ordered {
+		d.startLanesLocked(id, v.ep.Lanes())
+		woken = append(woken, d.lanes[id]...)
+	}
 	w := d.workers[id]
-	if w == nil && v != nil && v.ep != nil {
+	if w == nil && v != nil && v.ep != nil && !v.ep.Ordered {
 		w = newWorker(d, id)
 		d.workers[id] = w
 		d.metrics.endpointSeen(id)
@@ -228,6 +248,11 @@ func (d *Dispatcher) changed(id string) {
 	d.mu.Unlock()
 	if w != nil {
 		w.poke()
+	}
+	for _, lw := range woken {
+		if lw != nil {
+			lw.poke()
+		}
 	}
 	if v != nil && v.health != nil && v.health.StatusEvent() != nil {
 		d.notifyMu.Lock()
@@ -287,13 +312,19 @@ func (d *Dispatcher) Ready() error {
 	return nil
 }
 
-// poke wakes the worker of endpoint id, if it has one.
+// poke wakes the workers of endpoint id (its lanes' too), if it has any.
 func (d *Dispatcher) poke(id string) {
 	d.mu.Lock()
 	w := d.workers[id]
+	lanes := append([]*worker(nil), d.lanes[id]...)
 	d.mu.Unlock()
 	if w != nil {
 		w.poke()
+	}
+	for _, lw := range lanes {
+		if lw != nil {
+			lw.poke()
+		}
 	}
 }
 
@@ -337,14 +368,14 @@ func (d *Dispatcher) Members() int {
 
 // ensureDeliveryConsumer creates (or updates) an endpoint's consumer,
 // a bounded number at a time.
-func (d *Dispatcher) ensureDeliveryConsumer(ctx context.Context, id string) (jetstream.Consumer, error) {
+func (d *Dispatcher) ensureDeliveryConsumer(ctx context.Context, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	select {
 	case d.consumerSlots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-d.consumerSlots }()
-	return ensureConsumer(ctx, d.js, streams.StreamDeliveries, deliveryConsumerConfig(d.cfg, id))
+	return ensureConsumer(ctx, d.js, streams.StreamDeliveries, cc)
 }
 
 // clearPreviousRun removes the membership and slot records of a previous

@@ -17,7 +17,7 @@ import (
 const fanoutRetryDelay = time.Second
 
 // fanout turns each event in EVENTS into one delivery per subscribed
-// endpoint. An event is acked only after every delivery message and its
+// unordered endpoint (orderedFanout feeds the ordered ones' lanes). An event is acked only after every delivery message and its
 // index entry were stored, so a crash half-way makes the event come back,
 // and the deliveries' ids make the second pass store nothing twice.
 type fanout struct {
@@ -158,7 +158,8 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
 		work[i].ev = ev.ID
 		work[i].seq = meta.Sequence.Stream
 		for _, v := range eps {
-			if v.ep.Deleted || !v.ep.Matches(&ev) {
+			// Ordered endpoints' lanes are fed by the ordered fan-out.
+			if v.ep.Deleted || v.ep.Ordered || !v.ep.Matches(&ev) {
 				continue
 			}
 			d := streams.Delivery{Event: ev, EndpointID: v.ep.ID}

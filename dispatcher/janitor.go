@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,19 +46,28 @@ func (d *Dispatcher) sweepStrays(ctx context.Context) error {
 	}
 	var errs []error
 	for subj := range info.State.Subjects {
-		id := strings.TrimPrefix(subj, streams.SubjectDeliveries+".")
+		// deliveries.<ep> or a lane of an ordered one, deliveries.<ep>.<lane>.
+		id := streams.EndpointOfSubject(subj)
 		if _, err := d.endpointsKV.Get(ctx, id); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			// Its endpoint exists (or is being deleted): its worker settles
 			// them. An error is looked at again next time.
 			continue
 		}
+		consumer := streams.DeliveryConsumer(id)
+		if lane := strings.TrimPrefix(subj, streams.DeliverySubject(id)+"."); lane != subj {
+			n, err := strconv.Atoi(lane)
+			if err != nil {
+				continue // not a subject hookstream writes
+			}
+			consumer = streams.LaneConsumer(id, n)
+		}
 		// No endpoint, so no worker: a consumer left behind has nobody
 		// sending through it.
-		if err := d.js.DeleteConsumer(ctx, streams.StreamDeliveries, streams.DeliveryConsumer(id)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := d.js.DeleteConsumer(ctx, streams.StreamDeliveries, consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			errs = append(errs, err)
 			continue
 		}
-		w := &worker{d: d, id: id, log: d.log.With("endpoint", id)}
+		w := &worker{d: d, id: id, lane: -1, subject: subj, log: d.log.With("endpoint", id)}
 		if err := w.sweepStream(ctx, 0, math.MaxUint64, streams.ReasonEndpointDeleted); err != nil {
 			errs = append(errs, err)
 		}

@@ -202,11 +202,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	list := d.deliveries.ListConsumers(ctx)
 	for ci := range list.Info() {
-		id, ok := strings.CutPrefix(ci.Name, streams.DeliveryConsumer(""))
-		if !ok {
+		// An endpoint's consumer, or one of an ordered endpoint's lanes'
+		// (summed): its filter names the endpoint.
+		if !strings.HasPrefix(ci.Name, streams.DeliveryConsumer("")) || !strings.HasPrefix(ci.Config.FilterSubject, streams.SubjectDeliveries+".") {
 			continue
 		}
-		backlog[id] = float64(ci.NumPending) + float64(ci.NumAckPending)
+		id := streams.EndpointOfSubject(ci.Config.FilterSubject)
+		backlog[id] += float64(ci.NumPending) + float64(ci.NumAckPending)
 	}
 	listed := list.Err() == nil
 	for _, v := range views {

@@ -58,7 +58,7 @@ func (w *worker) sweep(ctx, sendCtx context.Context) time.Time {
 				continue
 			}
 		}
-		head, err := w.d.deliveries.GetMsg(ctx, ci.AckFloor.Stream+1, jetstream.WithGetMsgSubject(streams.DeliverySubject(w.id)))
+		head, err := w.d.deliveries.GetMsg(ctx, ci.AckFloor.Stream+1, jetstream.WithGetMsgSubject(w.subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return next
 		}
@@ -123,7 +123,7 @@ func (w *worker) takeHeld(ctx, sendCtx context.Context) int {
 // (taken by no one now). Each is removed from the stream once its record is
 // stored, which drops it from the consumer's pending set too.
 func (w *worker) sweepStream(ctx context.Context, floor, upto uint64, reason string) error {
-	subj := streams.DeliverySubject(w.id)
+	subj := w.subject
 	var items []*deadItem
 	flush := func() {
 		w.d.deadLetter(ctx, w.id, items, w.log)
@@ -208,5 +208,8 @@ func (w *worker) drainDeleted(ctx, sendCtx context.Context, v *endpointView) boo
 		w.sleep(ctx, time.Second)
 		return false
 	}
-	return w.d.removeEndpoint(ctx, w.id) == nil
+	if w.lane >= 0 {
+		return w.removeLane(ctx, v)
+	}
+	return w.d.removeEndpoint(ctx, w.id, 0) == nil
 }

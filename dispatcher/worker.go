@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,6 +26,10 @@ type worker struct {
 	id   string
 	log  *slog.Logger
 	wake chan struct{}
+	// lane is the lane of an ordered endpoint this worker delivers, -1 for
+	// an unordered endpoint's worker; subject is what its consumer reads.
+	lane    int
+	subject string
 
 	consumer jetstream.Consumer
 
@@ -34,6 +40,8 @@ type worker struct {
 	// goneDone is the 410 mark whose waiting retries this process swept
 	// (a cache: another process sweeps the same mark harmlessly).
 	goneDone uint64
+	// drained is set once a deleted ordered endpoint's lane was drained.
+	drained bool
 
 	sends sync.WaitGroup
 	done  chan struct{}
@@ -41,9 +49,40 @@ type worker struct {
 
 func newWorker(d *Dispatcher, id string) *worker {
 	return &worker{
-		d: d, id: id, log: d.log.With("endpoint", id),
+		d: d, id: id, log: d.log.With("endpoint", id), lane: -1, subject: streams.DeliverySubject(id),
 		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), done: make(chan struct{}),
 	}
+}
+
+// newLaneWorker is the worker of one lane of an ordered endpoint.
+func newLaneWorker(d *Dispatcher, id string, lane int) *worker {
+	return &worker{
+		d: d, id: id, log: d.log.With("endpoint", id, "lane", lane), lane: lane, subject: streams.LaneSubject(id, lane),
+		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+}
+
+// consumerConfig is the durable consumer this worker reads.
+func (w *worker) consumerConfig() jetstream.ConsumerConfig {
+	if w.lane >= 0 {
+		return laneConsumerConfig(w.d.cfg, w.id, w.lane)
+	}
+	return deliveryConsumerConfig(w.d.cfg, w.id)
+}
+
+// misplaced reports whether this worker no longer belongs to the endpoint
+// as configured: an unordered endpoint's worker for an ordered endpoint
+// (never the case for a live endpoint: ordered cannot change), or a lane
+// past its partitions (after a lane change, which is refused while any
+// lane holds a delivery).
+func (w *worker) misplaced(ep *streams.Endpoint) bool {
+	if ep.Deleted {
+		return false
+	}
+	if w.lane < 0 {
+		return ep.Ordered
+	}
+	return !ep.Ordered || w.lane >= ep.Lanes()
 }
 
 func (w *worker) poke() {
@@ -64,13 +103,34 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 		if v == nil || v.ep == nil {
 			return
 		}
+		if w.misplaced(v.ep) && w.retire(ctx) {
+			return
+		}
+		if v.ep.Deleted && w.drained {
+			if w.removeLane(ctx, v) {
+				return
+			}
+			continue
+		}
 		if w.consumer == nil && v.ep.Deleted {
 			// A deleted endpoint's consumer is never made again: if it is
-			// gone, the endpoint was removed already (its strays are the
-			// janitor's).
-			c, err := w.d.js.Consumer(ctx, streams.StreamDeliveries, streams.DeliveryConsumer(w.id))
+			// gone, the endpoint (or this lane) was removed already (its
+			// strays are the janitor's).
+			c, err := w.d.js.Consumer(ctx, streams.StreamDeliveries, w.consumerConfig().Durable)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
-				_ = w.d.removeEndpoint(ctx, w.id)
+				if w.lane >= 0 {
+					// A lane without a consumer has nothing in flight: what
+					// it holds (a lane never read before the deletion) is
+					// dead-lettered from the stream.
+					if err := w.sweepStream(ctx, 0, math.MaxUint64, streams.ReasonEndpointDeleted); err != nil {
+						w.log.Warn("dead-letter deleted endpoint's lane", "err", err)
+						w.sleep(ctx, time.Second)
+						continue
+					}
+					w.drained = true
+					continue
+				}
+				_ = w.d.removeEndpoint(ctx, w.id, 0)
 				return
 			}
 			if err == nil {
@@ -78,7 +138,7 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 			}
 		}
 		if w.consumer == nil {
-			c, err := w.d.ensureDeliveryConsumer(ctx, w.id)
+			c, err := w.d.ensureDeliveryConsumer(ctx, w.consumerConfig())
 			if err != nil {
 				w.log.Warn("delivery consumer", "err", err)
 				w.sleep(ctx, time.Second)
@@ -94,6 +154,10 @@ func (w *worker) run(ctx, sendCtx context.Context) {
 		}
 		switch v.status() {
 		case streams.StatusHealthy:
+			if w.lane >= 0 {
+				w.activeLane(ctx, sendCtx, v)
+				break
+			}
 			w.active(ctx, sendCtx, v)
 		case streams.StatusFailing:
 			w.failing(ctx, sendCtx, v)
@@ -314,9 +378,13 @@ func (w *worker) start(sendCtx context.Context, m jetstream.Msg, probe bool) {
 			w.mu.Lock()
 			w.inflight--
 			w.mu.Unlock()
-			select {
-			case w.freed <- struct{}{}:
-			default:
+			if w.lane >= 0 {
+				w.d.laneFreed(w.id)
+			} else {
+				select {
+				case w.freed <- struct{}{}:
+				default:
+				}
 			}
 		}()
 		w.d.deliver(sendCtx, w, m, probe)
@@ -373,6 +441,21 @@ func (w *worker) hold(ctx, sendCtx context.Context, v *endpointView, nextProbe t
 		wait = min(wait, next.Sub(w.d.cfg.Now()))
 	}
 	w.sleep(ctx, wait)
+}
+
+// laneConsumerConfig is one lane's durable consumer on DELIVERIES. With
+// MaxAckPending 1, JetStream never hands out a lane's next delivery before
+// the previous one was acked or terminated (dead-lettered), across every
+// dispatcher and through NAK-delayed retries (a NAK-delayed delivery keeps
+// its slot), restarts and crashes (the consumer's state is durable).
+func laneConsumerConfig(c Config, endpointID string, lane int) jetstream.ConsumerConfig {
+	cc := deliveryConsumerConfig(c, endpointID)
+	cc.Durable = streams.LaneConsumer(endpointID, lane)
+	cc.Description = "deliveries to ordered endpoint " + endpointID + ", lane " + strconv.Itoa(lane)
+	cc.FilterSubject = streams.LaneSubject(endpointID, lane)
+	cc.MaxAckPending = 1
+	cc.MaxWaiting = 64
+	return cc
 }
 
 // deliveryConsumerConfig is an endpoint's durable consumer on DELIVERIES.

@@ -52,7 +52,7 @@ func (s *Service) Replay(ctx context.Context, id string) (*Record, error) {
 // Nats-Msg-Id and is answered as a duplicate; and two concurrent replays
 // publish one message id, so whichever loses the compare-and-set still has
 // exactly one delivery behind it.
-func (s *Service) replay(ctx context.Context, m match, eps map[string]error) (*Record, error) {
+func (s *Service) replay(ctx context.Context, m match, eps map[string]endpointCheck) (*Record, error) {
 	dl := m.dl
 	log := s.cfg.Logger.With("dead_letter_id", dl.ID, "endpoint_id", dl.EndpointID, "event_id", dl.Event.ID)
 	if state := stateOf(m.st); state != streams.DLQStateDead {
@@ -62,7 +62,8 @@ func (s *Service) replay(ctx context.Context, m match, eps map[string]error) (*R
 		// Its event is the raw bytes set aside, not one to send.
 		return nil, fmt.Errorf("dead letter %s: an undecodable delivery set aside cannot be replayed: %w", dl.ID, httpjson.ErrConflict)
 	}
-	if err := s.checkEndpoint(ctx, dl.EndpointID, eps); err != nil {
+	ep, err := s.checkEndpoint(ctx, dl.EndpointID, eps)
+	if err != nil {
 		return nil, fmt.Errorf("dead letter %s: %w", dl.ID, err)
 	}
 
@@ -71,7 +72,10 @@ func (s *Service) replay(ctx context.Context, m match, eps map[string]error) (*R
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
 	}
-	ack, err := s.js.Publish(ctx, streams.DeliverySubject(dl.EndpointID), b,
+	// An ordered endpoint's replay goes to its key's lane, as the fan-out's
+	// deliveries do: it is delivered after whatever the key has pending in
+	// the lane now (not in its original place, which is long gone).
+	ack, err := s.js.Publish(ctx, streams.DeliveryTarget(ep, &dl.Event), b,
 		jetstream.WithMsgID(d.MsgID()), jetstream.WithExpectStream(streams.StreamDeliveries))
 	if err != nil {
 		return nil, storeErr("publish delivery", err)
@@ -114,21 +118,30 @@ func (s *Service) replay(ctx context.Context, m match, eps map[string]error) (*R
 
 // checkEndpoint refuses a replay to an endpoint that is deleted or being
 // deleted. eps, when not nil, caches the answers.
-func (s *Service) checkEndpoint(ctx context.Context, id string, eps map[string]error) error {
-	if err, ok := eps[id]; ok {
-		return err
+func (s *Service) checkEndpoint(ctx context.Context, id string, eps map[string]endpointCheck) (*streams.Endpoint, error) {
+	if c, ok := eps[id]; ok {
+		return c.ep, c.err
 	}
 	ep, _, found, err := streams.Get[streams.Endpoint](ctx, s.endpoints, id)
 	switch {
 	case errors.Is(err, jetstream.ErrInvalidKey):
 		err = endpointGoneError{id}
 	case err != nil:
-		return storeErr("read endpoint", err)
+		return nil, storeErr("read endpoint", err)
 	case !found || ep.Deleted:
 		err = endpointGoneError{id}
 	}
-	if eps != nil {
-		eps[id] = err
+	if err != nil {
+		ep = nil
 	}
-	return err
+	if eps != nil {
+		eps[id] = endpointCheck{ep: ep, err: err}
+	}
+	return ep, err
+}
+
+// endpointCheck is checkEndpoint's answer, cached across one job step.
+type endpointCheck struct {
+	ep  *streams.Endpoint
+	err error
 }

@@ -191,7 +191,7 @@ func (s *Service) step(ctx context.Context, j *job) error {
 		j.State, j.Error = jobFailed, err.Error()
 		return nil
 	}
-	eps := map[string]error{}
+	eps := map[string]endpointCheck{}
 	for _, m := range found {
 		if err := ctx.Err(); err != nil {
 			return err

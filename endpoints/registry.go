@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +38,10 @@ type CreateInput struct {
 	Description string
 	RateLimit   float64
 	Concurrency int
+	// Ordered endpoints receive the events of one ordering key one at a
+	// time, in order, through Partitions lanes (0: DefaultPartitions).
+	Ordered    bool
+	Partitions int
 }
 
 // UpdateInput changes the fields that are not nil. The secret is changed
@@ -47,10 +52,15 @@ type UpdateInput struct {
 	Description *string
 	RateLimit   *float64
 	Concurrency *int
+	// Ordered cannot change (an error unless it is the current value);
+	// Partitions changes only while the endpoint holds no delivery.
+	Ordered    *bool
+	Partitions *int
 }
 
 func (in UpdateInput) empty() bool {
-	return in.URL == nil && in.EventTypes == nil && in.Description == nil && in.RateLimit == nil && in.Concurrency == nil
+	return in.URL == nil && in.EventTypes == nil && in.Description == nil && in.RateLimit == nil && in.Concurrency == nil &&
+		in.Ordered == nil && in.Partitions == nil
 }
 
 // New opens the registry's buckets and the attempt log, which
@@ -103,6 +113,8 @@ func (r *Registry) Create(ctx context.Context, in CreateInput) (*streams.Endpoin
 		Description: in.Description,
 		RateLimit:   in.RateLimit,
 		Concurrency: in.Concurrency,
+		Ordered:     in.Ordered,
+		Partitions:  in.Partitions,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
@@ -189,9 +201,39 @@ func (r *Registry) Update(ctx context.Context, id string, in UpdateInput) (*stre
 	if err != nil {
 		return nil, err
 	}
+	if in.Partitions != nil {
+		// Read before the compare-and-set: a lane change with deliveries
+		// still in the lanes would put a key's next event in another lane
+		// than its pending ones, and they could overtake them.
+		cur, err := r.endpoint(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Ordered && cur.Partitions != *in.Partitions {
+			n, err := r.storedDeliveries(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				return nil, &httpjson.Error{Code: http.StatusConflict, Msg: fmt.Sprintf(
+					"partitions: the endpoint holds %d undelivered deliveries; changing its lanes now would break their order: "+
+						"change it once they are delivered (or dead-lettered)", n)}
+			}
+		}
+	}
 	ep, err := r.change(ctx, id, func(ep *streams.Endpoint) error {
 		if in.empty() {
 			return streams.ErrNoChange
+		}
+		if in.Ordered != nil && *in.Ordered != ep.Ordered {
+			return badInput(nil, "ordered: cannot be changed on an existing endpoint (its deliveries would pass from one fan-out to another, "+
+				"and the order of those in between is not kept): create a new endpoint")
+		}
+		if in.Partitions != nil {
+			if !ep.Ordered {
+				return badInput(nil, "partitions: only an ordered endpoint has partitions")
+			}
+			ep.Partitions = *in.Partitions
 		}
 		if in.URL != nil {
 			ep.URL = *in.URL
@@ -217,6 +259,26 @@ func (r *Registry) Update(ctx context.Context, id string, in UpdateInput) (*stre
 		r.cfg.Logger.Info("endpoint updated", "endpoint", id)
 	}
 	return ep, nil
+}
+
+// storedDeliveries counts the deliveries the endpoint holds in DELIVERIES,
+// on its subject and its lanes.
+func (r *Registry) storedDeliveries(ctx context.Context, id string) (uint64, error) {
+	d, err := r.cfg.JS.Stream(ctx, streams.StreamDeliveries)
+	if err != nil {
+		return 0, storeErr("read the endpoint's backlog", err)
+	}
+	var n uint64
+	for _, f := range []string{streams.DeliverySubject(id), streams.DeliverySubject(id) + ".>"} {
+		info, err := d.Info(ctx, jetstream.WithSubjectFilter(f))
+		if err != nil {
+			return 0, storeErr("read the endpoint's backlog", err)
+		}
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+	}
+	return n, nil
 }
 
 // Delete marks the endpoint deleted. The key stays as a tombstone until a

@@ -45,6 +45,8 @@ type endpointJSON struct {
 	Description  string    `json:"description"`
 	RateLimit    float64   `json:"rate_limit"`
 	Concurrency  int       `json:"concurrency"`
+	Ordered      bool      `json:"ordered"`
+	Partitions   int       `json:"partitions,omitempty"`
 	Status       string    `json:"status"`
 	StatusReason string    `json:"status_reason"`
 	StatusSince  time.Time `json:"status_since"`
@@ -69,6 +71,8 @@ func view(ep *streams.Endpoint, h *streams.Health) endpointJSON {
 		Description:  ep.Description,
 		RateLimit:    ep.RateLimit,
 		Concurrency:  ep.Concurrency,
+		Ordered:      ep.Ordered,
+		Partitions:   ep.Partitions,
 		Status:       h.Status,
 		StatusReason: h.Reason,
 		StatusSince:  h.Since.UTC(),
@@ -84,6 +88,8 @@ type createBody struct {
 	Description string   `json:"description"`
 	RateLimit   float64  `json:"rate_limit"`
 	Concurrency int      `json:"concurrency"`
+	Ordered     bool     `json:"ordered"`
+	Partitions  int      `json:"partitions"`
 }
 
 // patchBody takes any subset of the changeable fields. Secret is here only
@@ -94,6 +100,8 @@ type patchBody struct {
 	Description *string         `json:"description"`
 	RateLimit   *float64        `json:"rate_limit"`
 	Concurrency *int            `json:"concurrency"`
+	Ordered     *bool           `json:"ordered"`
+	Partitions  *int            `json:"partitions"`
 	Secret      json.RawMessage `json:"secret"`
 }
 
@@ -149,22 +157,32 @@ func (r *Registry) handleShow(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	v := view(ep, h)
-	v.Backlog = r.backlog(req.Context(), ep.ID)
+	v.Backlog = r.backlog(req.Context(), ep)
 	httpjson.WriteJSON(w, http.StatusOK, v)
 }
 
-// backlog reads one endpoint's backlog from its consumer: nil when it cannot
-// be read, 0 when the endpoint has no consumer yet.
-func (r *Registry) backlog(ctx context.Context, id string) *uint64 {
-	c, err := r.cfg.JS.Consumer(ctx, streams.StreamDeliveries, streams.DeliveryConsumer(id))
+// backlog reads one endpoint's backlog from its consumer (an ordered
+// endpoint's: from its lanes' consumers, summed): nil when it cannot be
+// read, 0 when the endpoint has no consumer yet.
+func (r *Registry) backlog(ctx context.Context, ep *streams.Endpoint) *uint64 {
+	names := []string{streams.DeliveryConsumer(ep.ID)}
+	if ep.Ordered {
+		names = names[:0]
+		for lane := range ep.Lanes() {
+			names = append(names, streams.LaneConsumer(ep.ID, lane))
+		}
+	}
 	var n uint64
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-	case err != nil:
-		return nil
-	default:
-		ci := c.CachedInfo()
-		n = ci.NumPending + uint64(ci.NumAckPending)
+	for _, name := range names {
+		c, err := r.cfg.JS.Consumer(ctx, streams.StreamDeliveries, name)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+		case err != nil:
+			return nil
+		default:
+			ci := c.CachedInfo()
+			n += ci.NumPending + uint64(ci.NumAckPending)
+		}
 	}
 	return &n
 }
@@ -179,8 +197,10 @@ func (r *Registry) backlogs(ctx context.Context) map[string]uint64 {
 	out := map[string]uint64{}
 	list := s.ListConsumers(ctx)
 	for ci := range list.Info() {
-		if id, ok := strings.CutPrefix(ci.Name, streams.DeliveryConsumer("")); ok {
-			out[id] += ci.NumPending + uint64(ci.NumAckPending)
+		// An endpoint's consumer or one of an ordered endpoint's lanes'
+		// (summed): its filter names the endpoint.
+		if strings.HasPrefix(ci.Name, streams.DeliveryConsumer("")) && strings.HasPrefix(ci.Config.FilterSubject, streams.SubjectDeliveries+".") {
+			out[streams.EndpointOfSubject(ci.Config.FilterSubject)] += ci.NumPending + uint64(ci.NumAckPending)
 		}
 	}
 	if list.Err() != nil {
@@ -201,6 +221,7 @@ func (r *Registry) handleUpdate(w http.ResponseWriter, req *http.Request) {
 	}
 	ep, err := r.Update(req.Context(), req.PathValue("id"), UpdateInput{
 		URL: b.URL, EventTypes: b.EventTypes, Description: b.Description, RateLimit: b.RateLimit, Concurrency: b.Concurrency,
+		Ordered: b.Ordered, Partitions: b.Partitions,
 	})
 	if err != nil {
 		httpjson.Fail(w, err)

@@ -106,6 +106,13 @@ func checkConcurrency(c int) error {
 	return nil
 }
 
+func checkPartitions(p int) error {
+	if p < 1 || p > streams.MaxPartitions {
+		return badInput(nil, "partitions: must be from 1 to %d, got %d", streams.MaxPartitions, p)
+	}
+	return nil
+}
+
 // checkCreate validates in and returns it normalised (type filters
 // de-duplicated). An absent secret is left empty for the caller to generate.
 func (r *Registry) checkCreate(in CreateInput) (CreateInput, error) {
@@ -122,7 +129,20 @@ func (r *Registry) checkCreate(in CreateInput) (CreateInput, error) {
 			return in, err
 		}
 	}
-	return in, firstErr(checkDescription(in.Description), checkRateLimit(in.RateLimit), checkConcurrency(in.Concurrency))
+	if err := firstErr(checkDescription(in.Description), checkRateLimit(in.RateLimit), checkConcurrency(in.Concurrency)); err != nil {
+		return in, err
+	}
+	switch {
+	case !in.Ordered && in.Partitions != 0:
+		return in, badInput(nil, "partitions: only an ordered endpoint has partitions (set \"ordered\": true)")
+	case in.Ordered && in.Partitions == 0:
+		in.Partitions = streams.DefaultPartitions
+	case in.Ordered:
+		if err := checkPartitions(in.Partitions); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
 }
 
 // firstErr returns the first non-nil error: one bad field is answered at a
@@ -162,6 +182,11 @@ func (r *Registry) checkUpdate(in UpdateInput) (UpdateInput, error) {
 	}
 	if in.Concurrency != nil {
 		if err := checkConcurrency(*in.Concurrency); err != nil {
+			return in, err
+		}
+	}
+	if in.Partitions != nil {
+		if err := checkPartitions(*in.Partitions); err != nil {
 			return in, err
 		}
 	}

@@ -32,7 +32,9 @@ type BatchResult struct {
 // BatchOption configures PublishBatch.
 type BatchOption func(*batchOptions)
 
-type batchOptions struct{}
+type batchOptions struct {
+	atomic bool
+}
 
 // PublishBatch validates every event first (an invalid one is an error
 // naming it, events[i].field, wrapping streams.ErrInvalidEvent, and nothing
@@ -60,6 +62,17 @@ func (p *Producer) PublishBatch(ctx context.Context, events []Event, opts ...Bat
 			return nil, fmt.Errorf("events[%d].%w", i, err)
 		}
 		norm[i] = se
+	}
+	var o batchOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.atomic {
+		if err := p.checkAtomic(norm); err != nil {
+			p.metrics.invalid()
+			return nil, err
+		}
+		return p.storeAtomic(ctx, norm)
 	}
 	return p.storeBatch(ctx, norm)
 }
@@ -208,11 +221,22 @@ func (p *Producer) handlePublishBatch(w http.ResponseWriter, r *http.Request) {
 			events[i].TraceParent = tp
 		}
 	}
+	var results []BatchResult
 	if atomic {
-		p.refuse(w, r, httpjson.BadRequest("atomic: atomic batches are not available in this version; send \"atomic\": false"))
-		return
+		if err := p.checkAtomic(events); err != nil {
+			p.refuse(w, r, err)
+			return
+		}
+		results, err = p.storeAtomic(r.Context(), events)
+		if errors.Is(err, streams.ErrInvalidEvent) {
+			// Refused whole (an id stored by an earlier batch, or over the
+			// server's limit): nothing was stored.
+			p.refuse(w, r, err)
+			return
+		}
+	} else {
+		results, err = p.storeBatch(r.Context(), events)
 	}
-	results, err := p.storeBatch(r.Context(), events)
 	items := make([]batchItem, len(results))
 	for i, res := range results {
 		items[i].ID = res.ID

@@ -18,6 +18,9 @@ type eventRequest struct {
 	ID     string `json:"id"`
 	Type   string `json:"type"`
 	Source string `json:"source"`
+	// OrderingKey orders the event among those of the same key on an
+	// ordered endpoint.
+	OrderingKey string `json:"ordering_key"`
 	// Time is a pointer so that an absent time (now) differs from an empty
 	// one (an error).
 	Time *string         `json:"time"`
@@ -46,7 +49,7 @@ func decodeEventRequest(body []byte, lim limits) (streams.Event, error) {
 	if len(req.Data) > lim.maxData {
 		return streams.Event{}, tooLarge("data: %d bytes is over the event data limit of %d bytes", len(req.Data), lim.maxData)
 	}
-	ev := Event{ID: req.ID, Type: req.Type, Source: req.Source, Data: req.Data}
+	ev := Event{ID: req.ID, Type: req.Type, Source: req.Source, OrderingKey: req.OrderingKey, Data: req.Data}
 	if req.Time != nil {
 		t, err := time.Parse(time.RFC3339, *req.Time)
 		if err != nil {

@@ -24,6 +24,10 @@ type Event struct {
 	Time time.Time
 	// Data is a JSON object, stored and delivered byte for byte.
 	Data json.RawMessage
+	// OrderingKey, at most 128 bytes, makes an ordered endpoint receive
+	// the events of one key one at a time, in the order they were stored
+	// (an atomic batch's in its order). Empty: no key.
+	OrderingKey string
 	// TraceParent is a W3C traceparent that every webhook request of the
 	// event's deliveries carries; when empty, the one in Publish's context
 	// (ContextWithTraceParent), if any.
@@ -81,6 +85,7 @@ func (l limits) normalize(ev Event) (streams.Event, error) {
 		Time:        ev.Time.UTC(),
 		Data:        []byte(ev.Data),
 		TraceParent: ev.TraceParent,
+		OrderingKey: ev.OrderingKey,
 	}
 	if se.ID == "" {
 		se.ID = l.newID()

@@ -27,12 +27,14 @@ const (
 
 // eventView is the answer of GET /v1/events/{id}.
 type eventView struct {
-	ID         string          `json:"id"`
-	Type       string          `json:"type"`
-	Source     string          `json:"source"`
-	Time       time.Time       `json:"time"`
-	Data       json.RawMessage `json:"data"`
-	Deliveries []deliveryView  `json:"deliveries"`
+	ID     string    `json:"id"`
+	Type   string    `json:"type"`
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
+	// OrderingKey is shown when the event has one.
+	OrderingKey string          `json:"ordering_key,omitempty"`
+	Data        json.RawMessage `json:"data"`
+	Deliveries  []deliveryView  `json:"deliveries"`
 }
 
 // deliveryView is one endpoint's delivery of the event. A delivery with
@@ -118,7 +120,7 @@ func (p *Producer) lookup(ctx context.Context, id string) (*eventView, error) {
 		return nil, notFound(id)
 	}
 	view := &eventView{
-		ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: ev.Time.UTC(),
+		ID: ev.ID, Type: ev.Type, Source: ev.Source, Time: ev.Time.UTC(), OrderingKey: ev.OrderingKey,
 		Data: json.RawMessage(ev.Data), Deliveries: []deliveryView{},
 	}
 	if idx != nil {

@@ -30,6 +30,9 @@ func StreamConfigs(c Config) []jetstream.StreamConfig {
 			Replicas:    c.Replicas,
 			MaxMsgSize:  int32(c.RequiredMaxPayload()),
 			AllowDirect: true,
+			// Atomic batches (a purchase order's header and lines stored
+			// together or not at all); nats-server 2.12 or later.
+			AllowAtomicPublish: true,
 		},
 		{
 			Name:        StreamDeliveries,
@@ -140,6 +143,21 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 	return nil
 }
 
+// ErrNoAtomicPublish is returned by Ensure when the server keeps EVENTS
+// without atomic batch publish: it is older than nats-server 2.12, and
+// POST /v1/events/batch with "atomic": true could never succeed.
+var ErrNoAtomicPublish = errors.New("the NATS server does not support atomic batch publish (nats-server 2.12 or later is needed)")
+
+// checkFeatures reports a stream whose configuration came back without a
+// feature it was asked for: an older server drops the fields it does not
+// know instead of refusing them.
+func checkFeatures(want, got jetstream.StreamConfig) error {
+	if want.AllowAtomicPublish && !got.AllowAtomicPublish {
+		return fmt.Errorf("stream %s: %w", want.Name, ErrNoAtomicPublish)
+	}
+	return nil
+}
+
 // ErrShrink is returned by Ensure when the configuration would shrink a
 // setting that shapes stored data (a max age, the duplicate window, the
 // replicas) below what the stream has, and Config.UpdateStreams is not set:
@@ -221,10 +239,11 @@ func retryRequest(ctx context.Context, fn func(context.Context) error) error {
 func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, allowShrink bool) error {
 	s, err := js.Stream(ctx, sc.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := js.CreateStream(ctx, sc); err != nil {
+		s, err := js.CreateStream(ctx, sc)
+		if err != nil {
 			return fmt.Errorf("create stream %s: %w", sc.Name, err)
 		}
-		return nil
+		return checkFeatures(sc, s.CachedInfo().Config)
 	}
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", sc.Name, err)
@@ -243,11 +262,12 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.Stre
 			return err
 		}
 	}
-	if _, err := js.UpdateStream(ctx, sc); err != nil {
+	us, err := js.UpdateStream(ctx, sc)
+	if err != nil {
 		return fmt.Errorf("stream %s: update to the configured settings (replicas %d, max age %s, duplicate window %s): %w: %w",
 			sc.Name, sc.Replicas, sc.MaxAge, sc.Duplicates, ErrImmutable, err)
 	}
-	return nil
+	return checkFeatures(sc, us.CachedInfo().Config)
 }
 
 func ensureBucket(ctx context.Context, js jetstream.JetStream, bc jetstream.KeyValueConfig, allowShrink bool) error {

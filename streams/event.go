@@ -16,6 +16,8 @@ const (
 	MaxTypeLength   = 128
 	MaxIDLength     = 256
 	MaxSourceLength = 64
+	// MaxOrderingKeyLength bounds an event's ordering key, in bytes.
+	MaxOrderingKeyLength = 128
 	// DefaultSource is an event's source when the publisher names none.
 	DefaultSource = "default"
 )
@@ -42,9 +44,43 @@ type Event struct {
 	// Target, when set, is the one endpoint a targeted event goes to,
 	// whatever the endpoints' type filters.
 	Target string `msgpack:"target,omitempty"`
+	// OrderingKey, when set, orders the event after every earlier event
+	// of the same key on an ordered endpoint; without one, an ordered
+	// endpoint orders the event by its own id (LaneKey).
+	OrderingKey string `msgpack:"ordering_key,omitempty"`
 	// TraceParent is the W3C traceparent the event was published with, if
 	// any: every webhook request of its deliveries carries it.
 	TraceParent string `msgpack:"traceparent,omitempty"`
+}
+
+// LaneKey is the key an ordered endpoint orders ev by: its ordering key, or
+// its id when it has none.
+func (e *Event) LaneKey() string {
+	if e.OrderingKey != "" {
+		return e.OrderingKey
+	}
+	return e.ID
+}
+
+// Lane is the lane, of an ordered endpoint's partitions, that e's
+// deliveries go through.
+func (e *Event) Lane(partitions int) int { return LaneOf(e.LaneKey(), partitions) }
+
+// ValidateOrderingKey checks an ordering key: at most 128 bytes of UTF-8
+// with no control characters (empty is no key).
+func ValidateOrderingKey(k string) error {
+	switch {
+	case len(k) > MaxOrderingKeyLength:
+		return fmt.Errorf("ordering_key: longer than %d bytes: %w", MaxOrderingKeyLength, ErrInvalidEvent)
+	case !utf8.ValidString(k):
+		return fmt.Errorf("ordering_key: not valid UTF-8: %w", ErrInvalidEvent)
+	}
+	for _, r := range k {
+		if r < ' ' || r == 0x7f {
+			return fmt.Errorf("ordering_key: must not contain control characters: %w", ErrInvalidEvent)
+		}
+	}
+	return nil
 }
 
 // traceParentRE is a W3C Trace Context traceparent: version 00 (or a later
@@ -149,6 +185,9 @@ func (e *Event) Validate(maxData int) error {
 			return fmt.Errorf("target: %w", err)
 		}
 	}
+	if err := ValidateOrderingKey(e.OrderingKey); err != nil {
+		return err
+	}
 	if e.TraceParent != "" {
 		if err := ValidateTraceParent(e.TraceParent); err != nil {
 			return err
@@ -159,21 +198,25 @@ func (e *Event) Validate(maxData int) error {
 
 // webhookBody is the JSON body of a webhook request.
 type webhookBody struct {
-	ID        string          `json:"id"`
-	Type      string          `json:"type"`
-	Source    string          `json:"source"`
-	Timestamp string          `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Source    string `json:"source"`
+	Timestamp string `json:"timestamp"`
+	// OrderingKey is sent only when the event has one.
+	OrderingKey string          `json:"ordering_key,omitempty"`
+	Data        json.RawMessage `json:"data"`
 }
 
 // WebhookBody is the JSON body POSTed to endpoints:
-// {"id","type","source","timestamp","data"}.
+// {"id","type","source","timestamp","data"}, with "ordering_key" when the
+// event has one.
 func (e *Event) WebhookBody() ([]byte, error) {
 	return json.Marshal(webhookBody{
-		ID:        e.ID,
-		Type:      e.Type,
-		Source:    e.Source,
-		Timestamp: e.Time.UTC().Format(time.RFC3339Nano),
-		Data:      json.RawMessage(e.Data),
+		ID:          e.ID,
+		Type:        e.Type,
+		Source:      e.Source,
+		Timestamp:   e.Time.UTC().Format(time.RFC3339Nano),
+		OrderingKey: e.OrderingKey,
+		Data:        json.RawMessage(e.Data),
 	})
 }

@@ -11,20 +11,41 @@ import (
 // scanBatch is how many messages one batched direct get asks for.
 const scanBatch = 1000
 
-// FindIndex returns the latest INDEX entry of event id (a fan-out that ran
-// twice wrote two), or nil when the fan-out has not written one. It reads
-// the id's hash bucket with batched direct gets: ~150 entries at 10 million
-// stored events.
+// FindIndex returns the INDEX entry of event id, or nil when no fan-out has
+// written one. Two fan-outs write entries for one event (the unordered one
+// and the one of ordered endpoints' lanes; a fan-out that ran twice wrote
+// two as well): their deliveries are merged, the latest entry winning per
+// endpoint. It reads the id's hash bucket with batched direct gets: ~150
+// entries at 10 million stored events.
 func FindIndex(ctx context.Context, js jetstream.JetStream, id string) (*EventIndex, error) {
 	var found *EventIndex
 	err := ScanSubject(ctx, js, StreamIndex, IndexSubject(id), 1, 0, func(m *jetstream.RawStreamMsg) bool {
 		var e EventIndex
-		if err := Unmarshal(m.Data, &e); err == nil && e.EventID == id {
-			found = &e
+		if err := Unmarshal(m.Data, &e); err != nil || e.EventID != id {
+			return true
 		}
+		if found != nil {
+			e.Deliveries = mergeDeliveries(found.Deliveries, e.Deliveries)
+		}
+		found = &e
 		return true
 	})
 	return found, err
+}
+
+// mergeDeliveries is old with every endpoint in newer replaced or added.
+func mergeDeliveries(old, newer []IndexDelivery) []IndexDelivery {
+	out := make([]IndexDelivery, 0, len(old)+len(newer))
+	seen := make(map[string]bool, len(newer))
+	for _, d := range newer {
+		seen[d.Endpoint] = true
+	}
+	for _, d := range old {
+		if !seen[d.Endpoint] {
+			out = append(out, d)
+		}
+	}
+	return append(out, newer...)
 }
 
 // ScanSubject reads the messages of stream on subject (wildcards allowed)

@@ -78,6 +78,52 @@ func EventSubject(source, typ string) string {
 // DeliverySubject is the DELIVERIES subject of an endpoint's deliveries.
 func DeliverySubject(endpointID string) string { return SubjectDeliveries + "." + endpointID }
 
+// Lane limits of an ordered endpoint.
+const (
+	// DefaultPartitions is an ordered endpoint's lane count when none is given.
+	DefaultPartitions = 16
+	// MaxPartitions bounds an ordered endpoint's lanes.
+	MaxPartitions = 256
+)
+
+// LaneSubject is the DELIVERIES subject of one lane of an ordered
+// endpoint: deliveries.<endpoint_id>.<lane>. It does not overlap the
+// endpoint's unordered subject, so both may have a consumer on the
+// work-queue stream.
+func LaneSubject(endpointID string, lane int) string {
+	return SubjectDeliveries + "." + endpointID + "." + strconv.Itoa(lane)
+}
+
+// LaneOf is the lane, in [0, partitions), of an ordering key: FNV-1a of the
+// key modulo the lane count. Fan-out and DLQ replay use it alike.
+func LaneOf(key string, partitions int) int {
+	if partitions <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % uint32(partitions))
+}
+
+// EndpointOfSubject is the endpoint id of a DELIVERIES subject, lane or not
+// (its second token).
+func EndpointOfSubject(subject string) string {
+	rest := strings.TrimPrefix(subject, SubjectDeliveries+".")
+	if i := strings.IndexByte(rest, '.'); i >= 0 {
+		return rest[:i]
+	}
+	return rest
+}
+
+// DeliveryTarget is the DELIVERIES subject a delivery of ev to ep is
+// published on: a lane of an ordered endpoint, or the endpoint's subject.
+func DeliveryTarget(ep *Endpoint, ev *Event) string {
+	if ep.Ordered {
+		return LaneSubject(ep.ID, ev.Lane(ep.Lanes()))
+	}
+	return DeliverySubject(ep.ID)
+}
+
 // DLQSubject is the DLQ subject of an endpoint's dead letters.
 func DLQSubject(endpointID string) string { return SubjectDLQ + "." + endpointID }
 
@@ -104,8 +150,21 @@ func ParseIDToken(tok string) (string, error) {
 // DeliveryKey is the BucketDeliveryState key of one delivery.
 func DeliveryKey(eventID, endpointID string) string { return IDToken(eventID) + "." + endpointID }
 
-// ConsumerFanout is the durable consumer that fans EVENTS out to DELIVERIES.
+// ConsumerFanout is the durable consumer that fans EVENTS out to DELIVERIES
+// of unordered endpoints.
 const ConsumerFanout = "fanout"
+
+// ConsumerFanoutOrdered is the durable consumer that fans EVENTS out to
+// the lanes of ordered endpoints: one dispatcher at a time (a pinned
+// priority group), one batch at a time, so that a lane's deliveries are
+// stored in EVENTS order.
+const ConsumerFanoutOrdered = "fanout_ordered"
+
+// LaneConsumer is the durable consumer name of one lane of an ordered
+// endpoint.
+func LaneConsumer(endpointID string, lane int) string {
+	return "ep_" + endpointID + "_" + strconv.Itoa(lane)
+}
 
 // DeliveryConsumer is the durable consumer name of an endpoint's deliveries.
 func DeliveryConsumer(endpointID string) string { return "ep_" + endpointID }

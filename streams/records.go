@@ -17,6 +17,10 @@ type Delivery struct {
 	// DeadLetterID is the record this delivery replays, if any: the record
 	// becomes `delivered` when it succeeds.
 	DeadLetterID string `msgpack:"dead_letter_id,omitempty"`
+	// EventSeq is the event's EVENTS sequence, set by the fan-out of an
+	// ordered endpoint: a lane's deliveries are stored in EVENTS order, and
+	// logs and checks can see it.
+	EventSeq uint64 `msgpack:"event_seq,omitempty"`
 }
 
 // MsgID is the delivery's Nats-Msg-Id.
@@ -195,13 +199,28 @@ type Endpoint struct {
 	RateLimit float64 `msgpack:"rate_limit"`
 	// Concurrency is the most deliveries in flight, across all dispatchers;
 	// 0 means the dispatcher's default.
-	Concurrency int       `msgpack:"concurrency"`
-	CreatedAt   time.Time `msgpack:"created_at"`
-	UpdatedAt   time.Time `msgpack:"updated_at"`
+	Concurrency int `msgpack:"concurrency"`
+	// Ordered endpoints receive the events that share an ordering key one
+	// at a time, in EVENTS order, through Partitions lanes: each lane is
+	// its own subject (LaneSubject) and consumer with one delivery in
+	// flight. Partitions is 0 on an unordered endpoint.
+	Ordered    bool      `msgpack:"ordered,omitempty"`
+	Partitions int       `msgpack:"partitions,omitempty"`
+	CreatedAt  time.Time `msgpack:"created_at"`
+	UpdatedAt  time.Time `msgpack:"updated_at"`
 	// Deleted marks an endpoint being deleted: the API no longer shows it and
 	// dispatchers dead-letter its deliveries (endpoint_deleted), then remove
 	// the key.
 	Deleted bool `msgpack:"deleted"`
+}
+
+// Lanes is an ordered endpoint's lane count: Partitions, or
+// DefaultPartitions for one stored without it.
+func (e *Endpoint) Lanes() int {
+	if e.Partitions <= 0 {
+		return DefaultPartitions
+	}
+	return min(e.Partitions, MaxPartitions)
 }
 
 // ActiveSecrets returns the secrets that sign at now.

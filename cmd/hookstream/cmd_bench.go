@@ -105,7 +105,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.DurationVar(&o.latencySeconds, "latency-duration", 0, fmt.Sprintf("how long each latency case publishes (default %s, --quick %s)", benchLatencyDefault, benchLatencyQuick))
 	fs.DurationVar(&o.caseTimeout, "case-timeout", benchCaseTimeoutDefault, "longest time one case may take")
 	fs.DurationVar(&o.dedupWindow, "dedup-window", streams.DedupWindowDefault, "in-process: serve's --dedup-window")
-	fs.StringVar(&cases, "cases", "", "run only the cases whose name matches this regular expression (floor-jetstream, floor-http, producer-1, ingest-1, batch-1, producer-10, …, latency-ingest-8000)")
+	fs.StringVar(&cases, "cases", "", "run only the cases whose name matches this regular expression (floor-jetstream, floor-http, producer-1, ingest-1, batch-1, producer-10, …, ordered-16, latency-ingest-8000)")
 	fs.StringVar(&o.profileDir, "profile", "", "write a CPU profile of each case (<case>.cpu.pprof) and the allocations so far after it (<case>.allocs.pprof) to this directory")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.verbose, "verbose", false, "in-process: serve's warnings and errors on stderr")
@@ -464,6 +464,10 @@ func (r *benchRun) cases() []benchCase {
 				run: r.throughput(r.ingest.Batch, 100, events, to)},
 		)
 	}
+	// An ordered endpoint with 16 lanes (16 in flight, one per lane) and a
+	// fast receiver; the events spread over 256 ordering keys.
+	cs = append(cs, benchCase{name: "ordered-16", what: "Go producer → 1 ordered endpoint, 16 lanes, 256 keys", needNATS: true,
+		run: r.throughputWith(r.publishOrdered, 1, n, 1, benchOrderedPartitions)})
 	for _, rate := range o.rates {
 		cs = append(cs,
 			benchCase{name: fmt.Sprintf("latency-producer-%d", rate), what: fmt.Sprintf("latency, Go producer at %d events/s → 1 endpoint", rate), needNATS: true,
@@ -526,6 +530,24 @@ func (r *benchRun) maker(c string) bench.EventMaker {
 	return bench.EventMaker{Prefix: r.run + "-" + c, Type: fmt.Sprintf("bench.%s.c%d", r.run, r.n), Size: r.o.size}
 }
 
+// benchOrderedPartitions is the ordered case's lane count, and its keys.
+const (
+	benchOrderedPartitions = 16
+	benchOrderedKeys       = 256
+)
+
+// publishOrdered publishes evs with an ordering key each, one of
+// benchOrderedKeys taken from the id.
+func (r *benchRun) publishOrdered(ctx context.Context, evs []bench.Event) error {
+	for _, ev := range evs {
+		key := "key-" + strconv.Itoa(streams.LaneOf(ev.ID, benchOrderedKeys))
+		if _, err := r.prod.Publish(ctx, producer.Event{ID: ev.ID, Type: ev.Type, Data: ev.Data, OrderingKey: key}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *benchRun) publishProducer(ctx context.Context, evs []bench.Event) error {
 	for _, ev := range evs {
 		if _, err := r.prod.Publish(ctx, producer.Event{ID: ev.ID, Type: ev.Type, Data: ev.Data}); err != nil {
@@ -538,6 +560,12 @@ func (r *benchRun) publishProducer(ctx context.Context, evs []bench.Event) error
 // endpoints creates to endpoints (one per receiver) subscribed to typ, and
 // returns what deletes them.
 func (r *benchRun) endpoints(ctx context.Context, typ string, to int) (func(), error) {
+	return r.endpointsWith(ctx, typ, to, 0)
+}
+
+// endpointsWith is endpoints, ordered with that many lanes when partitions
+// is not 0 (and as many in flight).
+func (r *benchRun) endpointsWith(ctx context.Context, typ string, to, partitions int) (func(), error) {
 	var ids []string
 	remove := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -549,10 +577,14 @@ func (r *benchRun) endpoints(ctx context.Context, typ string, to int) (func(), e
 		}
 	}
 	for i := range to {
-		ep, err := r.api.CreateEndpoint(ctx, client.EndpointCreate{
+		in := client.EndpointCreate{
 			URL: r.env.recv.List[i].URL, EventTypes: []string{typ}, Concurrency: r.o.concurrency,
 			Description: "hookstream bench " + r.run,
-		})
+		}
+		if partitions > 0 {
+			in.Ordered, in.Partitions, in.Concurrency = true, partitions, partitions
+		}
+		ep, err := r.api.CreateEndpoint(ctx, in)
 		if err != nil {
 			remove()
 			return nil, fmt.Errorf("create endpoint: %w", err)
@@ -583,9 +615,15 @@ func (r *benchRun) warm(ctx context.Context, m bench.EventMaker, publish bench.P
 }
 
 func (r *benchRun) throughput(publish bench.PublishFunc, batch, events, to int) func(context.Context, *bench.Row) error {
+	return r.throughputWith(publish, batch, events, to, 0)
+}
+
+// throughputWith is throughput to ordered endpoints with partitions lanes
+// when partitions is not 0.
+func (r *benchRun) throughputWith(publish bench.PublishFunc, batch, events, to, partitions int) func(context.Context, *bench.Row) error {
 	return func(ctx context.Context, row *bench.Row) error {
 		m := r.maker(row.Case)
-		remove, err := r.endpoints(ctx, m.Type, to)
+		remove, err := r.endpointsWith(ctx, m.Type, to, partitions)
 		if err != nil {
 			return err
 		}

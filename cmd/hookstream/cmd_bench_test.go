@@ -31,7 +31,7 @@ func TestBenchQuick(t *testing.T) {
 	want := []string{
 		"floor-jetstream", "floor-http",
 		"producer-1", "ingest-1", "batch-1", "producer-10", "ingest-10", "batch-10",
-		"latency-producer-300", "latency-ingest-300", "latency-producer-600", "latency-ingest-600",
+		"ordered-16", "latency-producer-300", "latency-ingest-300", "latency-producer-600", "latency-ingest-600",
 	}
 	got := map[string]bench.Row{}
 	for _, r := range rep.Rows {

@@ -85,6 +85,9 @@ func endpointFields(ep *client.Endpoint) fields {
 		conc = num(ep.Concurrency)
 	}
 	f.add("concurrency", conc)
+	if ep.Ordered {
+		f.add("ordered", num(ep.Partitions)+" lanes, one delivery in flight per ordering key")
+	}
 	f.add("created", when(ep.CreatedAt))
 	f.add("updated", when(ep.UpdatedAt))
 	if ep.Secret != "" {
@@ -97,7 +100,7 @@ func endpointFields(ep *client.Endpoint) fields {
 type endpointFlags struct {
 	url, types, description string
 	rateLimit               float64
-	concurrency             int
+	concurrency, partitions int
 }
 
 func addEndpointFlags(fs *flag.FlagSet) *endpointFlags {
@@ -107,6 +110,7 @@ func addEndpointFlags(fs *flag.FlagSet) *endpointFlags {
 	fs.StringVar(&ef.description, "description", "", "a description for people")
 	fs.Float64Var(&ef.rateLimit, "rate-limit", 0, "most deliveries per second, 0 for no limit")
 	fs.IntVar(&ef.concurrency, "concurrency", 0, "most deliveries in flight (the server's default when not given: 10)")
+	fs.IntVar(&ef.partitions, "partitions", 0, "lanes of an ordered endpoint, 1 to 256 (default 16); changed only while it holds no delivery")
 	return ef
 }
 
@@ -138,6 +142,9 @@ func (ef *endpointFlags) update(fs *flag.FlagSet) (client.EndpointUpdate, error)
 		}
 		u.Concurrency = client.Ptr(ef.concurrency)
 	}
+	if given(fs, "partitions") {
+		u.Partitions = client.Ptr(ef.partitions)
+	}
 	return u, nil
 }
 
@@ -155,10 +162,11 @@ func splitList(s string) []string {
 // endpoints add --url U --types a.b,order.* [--secret whsec_…] [--description D] [--rate-limit N] [--concurrency N]
 func (c *cli) endpointsAdd(ctx context.Context, args []string) error {
 	fs := newFlagSet("endpoints add", c.stderr)
-	setSynopsis(fs, "hookstream endpoints add --url U --types a.b,order.* [--secret whsec_…] [--description D] [--rate-limit N] [--concurrency N]")
+	setSynopsis(fs, "hookstream endpoints add --url U --types a.b,order.* [--secret whsec_…] [--description D] [--rate-limit N] [--concurrency N] [--ordered [--partitions N]]")
 	cf := addClientFlags(fs)
 	ef := addEndpointFlags(fs)
 	secret := fs.String("secret", "", "signing secret, whsec_… (generated when not given)")
+	ordered := fs.Bool("ordered", false, "deliver the events of one ordering key one at a time, in order (set at creation only)")
 	if err := parseFlags(fs, args, c.env); err != nil {
 		return err
 	}
@@ -182,6 +190,10 @@ func (c *cli) endpointsAdd(ctx context.Context, args []string) error {
 	if u.Concurrency != nil {
 		in.Concurrency = *u.Concurrency
 	}
+	in.Ordered = *ordered
+	if u.Partitions != nil {
+		in.Partitions = *u.Partitions
+	}
 	cl, err := cf.client()
 	if err != nil {
 		return err
@@ -200,7 +212,7 @@ func (c *cli) endpointsAdd(ctx context.Context, args []string) error {
 // endpoints update ID [--url] [--types] [--description] [--rate-limit] [--concurrency]
 func (c *cli) endpointsUpdate(ctx context.Context, args []string) error {
 	fs := newFlagSet("endpoints update", c.stderr)
-	setSynopsis(fs, "hookstream endpoints update ID [--url U] [--types T,…] [--description D] [--rate-limit N] [--concurrency N]")
+	setSynopsis(fs, "hookstream endpoints update ID [--url U] [--types T,…] [--description D] [--rate-limit N] [--concurrency N] [--partitions N]")
 	cf := addClientFlags(fs)
 	ef := addEndpointFlags(fs)
 	if err := parseFlags(fs, args, c.env); err != nil {

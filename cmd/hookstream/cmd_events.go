@@ -27,6 +27,7 @@ func (c *cli) eventsShow(ctx context.Context, args []string) error {
 	f.add("id", ev.ID)
 	f.add("type", ev.Type)
 	f.add("source", ev.Source)
+	f.addIf("ordering key", ev.OrderingKey)
 	f.add("time", when(ev.Time))
 	f.add("data", short(string(ev.Data), 200))
 	if err := f.print(c.stdout); err != nil {

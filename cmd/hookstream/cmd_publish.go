@@ -21,7 +21,7 @@ const maxData = 64 << 20
 // publish: hookstream publish --type T [--source S] [--id ID] [--time RFC3339] --data JSON|@file|-
 func (c *cli) publish(ctx context.Context, args []string) error {
 	fs := newFlagSet("publish", c.stderr)
-	setSynopsis(fs, "hookstream publish --type T [--source S] [--id ID] [--time RFC3339] --data JSON|@file|-")
+	setSynopsis(fs, "hookstream publish --type T [--source S] [--id ID] [--time RFC3339] [--ordering-key K] --data JSON|@file|-")
 	cf := addClientFlags(fs)
 	typ := fs.String("type", "", "event type, e.g. purchase_order.updated (required)")
 	source := fs.String("source", "", "the system the event comes from (the API's default when not given: default)")
@@ -30,6 +30,7 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	data := fs.String("data", "", "the event data: a JSON object, @file to read it from a file, or - for stdin (required)")
 	batch := fs.String("batch", "", "publish the events of FILE (or - for stdin), one JSON event a line, in batches of 1000")
 	atomic := fs.Bool("atomic", false, "with --batch: store each batch whole or not at all")
+	orderingKey := fs.String("ordering-key", "", "orders the event among those of the same key on ordered endpoints")
 	if err := parseFlags(fs, args, c.env); err != nil {
 		return err
 	}
@@ -37,7 +38,7 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 		return err
 	}
 	if given(fs, "batch") {
-		for _, n := range []string{"type", "source", "id", "time", "data"} {
+		for _, n := range []string{"type", "source", "id", "time", "data", "ordering-key"} {
 			if given(fs, n) {
 				return usageErrorf("publish: --%s and --batch do not go together: each line of --batch is a whole event (for example: {\"type\":\"order.created\",\"data\":{}})", n)
 			}
@@ -53,7 +54,7 @@ func (c *cli) publish(ctx context.Context, args []string) error {
 	if !given(fs, "data") {
 		return usageErrorf("publish: --data is required: a JSON object, @file or - (for example: --data '{\"order_id\":\"o-1\"}')")
 	}
-	ev := client.Event{ID: *id, Type: *typ, Source: *source}
+	ev := client.Event{ID: *id, Type: *typ, Source: *source, OrderingKey: *orderingKey}
 	if *at != "" {
 		t, err := time.Parse(time.RFC3339Nano, *at)
 		if err != nil {

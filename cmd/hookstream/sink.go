@@ -64,6 +64,11 @@ type sinkConfig struct {
 	// Rand returns a number in [0, 1) for FailRate. Defaults to
 	// math/rand/v2's Float64.
 	Rand func() float64
+	// CheckOrder verifies, per ordering_key, that no two requests overlap
+	// in time and that data.seq (when the publisher numbers a key's events
+	// 0, 1, 2, …) never goes back nor skips one, and prints a line per
+	// violation. Defaults to false.
+	CheckOrder bool
 }
 
 func (c sinkConfig) withDefaults() sinkConfig {
@@ -103,16 +108,26 @@ func (c sinkConfig) validate() error {
 type sink struct {
 	cfg sinkConfig
 
-	mu     sync.Mutex // guards counts, total and writes to out
+	mu     sync.Mutex // guards counts, total, keys, violations and writes to out
 	out    io.Writer
 	counts map[string]int
 	total  int
+	// keys is the order check's state per ordering key.
+	keys       map[string]*keyOrder
+	violations int
+}
+
+// keyOrder is what the order check knows of one ordering key.
+type keyOrder struct {
+	inFlight int
+	last     float64 // data.seq of the last delivery answered 2xx
+	seen     bool
 }
 
 // newSink returns the sink handler; cfg should have passed validate. Lines go
 // to out.
 func newSink(cfg sinkConfig, out io.Writer) http.Handler {
-	return &sink{cfg: cfg.withDefaults(), out: out, counts: map[string]int{}}
+	return &sink{cfg: cfg.withDefaults(), out: out, counts: map[string]int{}, keys: map[string]*keyOrder{}}
 }
 
 // Received is how many requests came with webhook-id id.
@@ -153,9 +168,17 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var ev struct {
-		Type string `json:"type"`
+		Type        string `json:"type"`
+		OrderingKey string `json:"ordering_key"`
+		Data        struct {
+			Seq *float64 `json:"seq"`
+		} `json:"data"`
 	}
 	_ = json.Unmarshal(body, &ev)
+	check := s.cfg.CheckOrder && ev.OrderingKey != ""
+	if check {
+		s.orderBegin(now, id, ev.OrderingKey, ev.Data.Seq)
+	}
 
 	code, msg := s.decide(readErr, sig, attempt)
 	if s.cfg.Delay > 0 {
@@ -164,9 +187,16 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
+			if check {
+				s.orderEnd(ev.OrderingKey, ev.Data.Seq, false)
+			}
 			s.printLine(now, id, ev.Type, attempt, sig, statusClientGone)
 			return
 		}
+	}
+	if check {
+		// Before the answer: the key's next request may come right after it.
+		s.orderEnd(ev.OrderingKey, ev.Data.Seq, code < 300)
 	}
 	if code >= 300 && s.cfg.RetryAfter > 0 && code != http.StatusUnauthorized && code != http.StatusRequestEntityTooLarge && code != http.StatusBadRequest {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.cfg.RetryAfter.Seconds()))))
@@ -175,6 +205,52 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// can rely on the line being there.
 	s.printLine(now, id, ev.Type, attempt, sig, code)
 	sinkAnswer(w, code, msg)
+}
+
+// orderBegin checks a request of key against the requests before it.
+func (s *sink) orderBegin(at time.Time, id, key string, seq *float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.keys[key]
+	if k == nil {
+		k = &keyOrder{}
+		s.keys[key] = k
+	}
+	var problems []string
+	if k.inFlight > 0 {
+		problems = append(problems, "sent while an earlier request of the key was in flight")
+	}
+	k.inFlight++
+	if seq != nil && k.seen {
+		switch {
+		case *seq < k.last:
+			problems = append(problems, fmt.Sprintf("seq %g after seq %g was delivered (went back)", *seq, k.last))
+		case *seq > k.last+1:
+			problems = append(problems, fmt.Sprintf("seq %g before seq %g was delivered (skipped)", *seq, k.last+1))
+		}
+	}
+	for _, p := range problems {
+		s.violations++
+		_, _ = fmt.Fprintf(s.out, "%s ORDER VIOLATION key=%s id=%s: %s\n", at.UTC().Format(lineTime), lineValue(key), lineValue(id), p)
+	}
+}
+
+// orderEnd ends a request of key; a delivered one moves the key's seq on.
+func (s *sink) orderEnd(key string, seq *float64, delivered bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.keys[key]
+	k.inFlight--
+	if delivered && seq != nil && (!k.seen || *seq > k.last) {
+		k.last, k.seen = *seq, true
+	}
+}
+
+// Violations is how many order violations the check found.
+func (s *sink) Violations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.violations
 }
 
 // decide applies the rules in order: a body that could not be read, an
@@ -250,6 +326,7 @@ func (c *cli) sink(ctx context.Context, args []string) error {
 	delay := fs.Duration("delay", 0, "wait this long before answering (a sender that gives up first is printed as status=499)")
 	retryAfter := fs.Duration("retry-after", 0, "add Retry-After: <seconds> to failure answers, and make simulated failures 503")
 	failRate := fs.Float64("fail-rate", 0, "fail this fraction of requests (0 to 1) at random with 500")
+	checkOrder := fs.Bool("check-order", false, "per ordering_key, print a line for each request that overlaps another of its key, or whose data.seq goes back or skips one")
 	if err := parseFlags(fs, args, c.env); err != nil {
 		return err
 	}
@@ -263,6 +340,7 @@ func (c *cli) sink(ctx context.Context, args []string) error {
 		Delay:      *delay,
 		RetryAfter: *retryAfter,
 		FailRate:   *failRate,
+		CheckOrder: *checkOrder,
 		Now:        c.now,
 	}
 	for i, s := range secrets {
