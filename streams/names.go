@@ -31,8 +31,10 @@ const (
 )
 
 // IndexBuckets is how many subjects INDEX spreads the event ids over: at
-// 10 million stored events a lookup reads ~150 entries.
-const IndexBuckets = 1 << 16
+// 10 million stored events a lookup reads ~10 entries; the server keeps a
+// subject per bucket in use (about 100 bytes each), at most ~100 MB however
+// many events are stored.
+const IndexBuckets = 1 << 20
 
 // IndexSubject is the INDEX subject of an event id's bucket.
 func IndexSubject(eventID string) string {
