@@ -87,6 +87,9 @@ func TestGetEventDeliveries(t *testing.T) {
 	}
 	idx.Deliveries = append(idx.Deliveries,
 		streams.IndexDelivery{Endpoint: "ep_delivered", Seq: 999999},
+		// Delivered, its failure state not yet purged (a crash between the
+		// ack and the purge): the work queue says delivered.
+		streams.IndexDelivery{Endpoint: "ep_stale", Seq: 999997},
 		streams.IndexDelivery{Endpoint: "ep_dead", Seq: 999998})
 	data, err := streams.Marshal(&idx)
 	if err != nil {
@@ -98,6 +101,11 @@ func TestGetEventDeliveries(t *testing.T) {
 	if _, err := streams.Put(ctx, b.kv(t, streams.BucketDeliveryState), streams.DeliveryKey("order-7", "ep_retrying"), &streams.DeliveryState{
 		EventID: "order-7", EndpointID: "ep_retrying", State: streams.DeliveryRetrying, Attempts: 2,
 		LastAttempt: fixedNow, LastStatus: 503, LastError: "http status 503", NextAttempt: fixedNow.Add(time.Minute),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.Put(ctx, b.kv(t, streams.BucketDeliveryState), streams.DeliveryKey("order-7", "ep_stale"), &streams.DeliveryState{
+		EventID: "order-7", EndpointID: "ep_stale", State: streams.DeliveryRetrying, Attempts: 1, LastStatus: 500,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +144,7 @@ func TestGetEventDeliveries(t *testing.T) {
 		{"endpoint": "ep_held", "state": "held"},
 		{"endpoint": "ep_replayed", "state": "pending", "generation": 1.0, "dead_letter_id": replayedID},
 		{"endpoint": "ep_delivered", "state": "delivered"},
+		{"endpoint": "ep_stale", "state": "delivered"},
 		{"endpoint": "ep_dead", "state": "dead", "generation": 0.0, "dead_letter_id": deadID},
 	}
 	if !reflect.DeepEqual(got.Deliveries, want) {

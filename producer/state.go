@@ -16,12 +16,11 @@ import (
 //
 //   - its dead-letter record's state, if it has one (dead, replayed and then
 //     the replay's own fate, or delivered by a replay);
-//   - else its failure state, written when an attempt fails and purged when
-//     the delivery ends (retrying, with the next attempt);
 //   - else whether it is still in DELIVERIES, a work queue that keeps only
-//     what is unsettled (pending, or held while its endpoint is failing or
-//     disabled);
-//   - else it was delivered.
+//     what is unsettled: if not, it was delivered;
+//   - else its failure state, written when an attempt fails and purged when
+//     the delivery ends (retrying, with the next attempt), or pending; held
+//     while its endpoint is failing or disabled.
 func (p *Producer) deliveryState(ctx context.Context, h *handles, ev *streams.Event, d streams.IndexDelivery) deliveryView {
 	view := deliveryView{Endpoint: d.Endpoint}
 	gen := 0
@@ -46,37 +45,32 @@ func (p *Producer) deliveryState(ctx context.Context, h *handles, ev *streams.Ev
 		}
 		view.deliveryDetail = &deliveryDetail{Generation: gen, DeadLetterID: dst.ID}
 	}
+	if gen == 0 {
+		// The work queue keeps only what is unsettled: a delivery no longer
+		// there, with no dead-letter record, was delivered (whatever failure
+		// state a crash between its ack and the purge of that state left).
+		if _, err := h.deliveries.GetMsg(ctx, d.Seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+			view.State = streams.DeliveryDelivered
+			return view
+		}
+	}
 	held := p.held(ctx, h, d.Endpoint)
+	view.State = streams.DeliveryPending
+	if held {
+		view.State = streams.DeliveryHeld
+	}
 	st, _, _, err := streams.Get[streams.DeliveryState](ctx, h.states, streams.DeliveryKey(ev.ID, d.Endpoint))
 	if err == nil && st != nil && st.Generation == gen && st.State == streams.DeliveryRetrying {
-		view.State = streams.DeliveryRetrying
-		if held {
-			view.State = streams.DeliveryHeld
+		if !held {
+			view.State = streams.DeliveryRetrying
 		}
 		view.deliveryDetail = &deliveryDetail{
 			Generation: st.Generation, Attempts: st.Attempts, LastAttempt: utc(st.LastAttempt), LastStatus: st.LastStatus,
 			LastError: st.LastError, NextAttempt: utc(st.NextAttempt), DeadLetterID: st.DeadLetterID,
 		}
-		return view
 	}
-	if gen > 0 {
-		// A replay not failed (yet): settled only when its record says
-		// delivered, which it does as soon as it succeeds.
-		view.State = streams.DeliveryPending
-		if held {
-			view.State = streams.DeliveryHeld
-		}
-		return view
-	}
-	_, err = h.deliveries.GetMsg(ctx, d.Seq)
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		view.State = streams.DeliveryDelivered
-	case held:
-		view.State = streams.DeliveryHeld
-	default:
-		view.State = streams.DeliveryPending
-	}
+	// A replay (gen > 0) not failed again is settled only when its record
+	// says delivered, which it does as soon as it succeeds: pending until then.
 	return view
 }
 
