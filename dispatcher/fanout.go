@@ -169,7 +169,7 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
 				break
 			}
 			fut, err := f.js.PublishAsync(streams.DeliverySubject(v.ep.ID), b,
-				jetstream.WithMsgID(d.MsgID()), jetstream.WithExpectStream(streams.StreamDeliveries))
+				jetstream.WithMsgID(d.MsgID()))
 			if err != nil {
 				work[i].err = err
 				break
@@ -228,7 +228,7 @@ func (f *fanout) settle(cctx context.Context, work []pendingEvent) {
 		}
 		b, err := streams.Marshal(&idx)
 		if err == nil {
-			w.index, err = f.js.PublishAsync(streams.IndexSubject(w.ev), b, jetstream.WithExpectStream(streams.StreamIndex))
+			w.index, err = f.js.PublishAsync(streams.IndexSubject(w.ev), b)
 		}
 		w.err = err
 	}

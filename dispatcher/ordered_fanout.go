@@ -338,7 +338,7 @@ func (f *orderedFanout) process(ctx context.Context, items []seqMsg) {
 		f.metrics.fannedOut(len(w.idx))
 		b, err := streams.Marshal(&streams.EventIndex{EventID: w.id, Seq: w.seq, FannedOutAt: now, Deliveries: w.idx})
 		if err == nil {
-			futs[i], err = f.js.PublishAsync(streams.IndexSubject(w.id), b, jetstream.WithExpectStream(streams.StreamIndex))
+			futs[i], err = f.js.PublishAsync(streams.IndexSubject(w.id), b)
 		}
 		if err != nil {
 			f.log.Warn("ordered fan-out: index entry", "err", err, "event", w.id)
@@ -379,7 +379,7 @@ func (f *orderedFanout) catchUpWaitTime() time.Duration {
 func (f *orderedFanout) publishInPlace(ctx context.Context, subj string, p lanePub) (uint64, bool) {
 	delay := 50 * time.Millisecond
 	for {
-		ack, err := f.js.Publish(ctx, subj, p.data, jetstream.WithMsgID(p.msgID), jetstream.WithExpectStream(streams.StreamDeliveries))
+		ack, err := f.js.Publish(ctx, subj, p.data, jetstream.WithMsgID(p.msgID))
 		if err == nil {
 			return ack.Sequence, true
 		}

@@ -100,7 +100,7 @@ func (p *Producer) storeBatch(ctx context.Context, events []streams.Event) ([]Ba
 		b, err := streams.Marshal(ev)
 		if err == nil {
 			futs[i], err = p.js.PublishAsync(streams.EventSubject(ev.Source, ev.Type), b,
-				jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(streams.StreamEvents))
+				jetstream.WithMsgID(ev.ID))
 		}
 		if err != nil {
 			results[i].Err = streams.PublishError(err)

@@ -30,7 +30,7 @@ func PublishEvent(ctx context.Context, js jetstream.JetStream, ev *Event) (Publi
 		return PublishResult{}, fmt.Errorf("encode event: %w", err)
 	}
 	ack, err := js.Publish(ctx, EventSubject(ev.Source, ev.Type), b,
-		jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(StreamEvents))
+		jetstream.WithMsgID(ev.ID))
 	if err != nil {
 		return PublishResult{}, PublishError(err)
 	}
