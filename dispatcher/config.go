@@ -27,6 +27,7 @@ const (
 	MaxAckPendingDefault    = 20000
 	PullWaitDefault         = 10 * time.Second
 	FanoutBatchDefault      = 256
+	AttemptLogFlushDefault  = 20 * time.Millisecond
 	// MemberTTLDefault is MemberTTL's default with the default
 	// DeliveryTimeout; a longer DeliveryTimeout makes it 3 × that.
 	MemberTTLDefault = 30 * time.Second
@@ -81,6 +82,11 @@ type Config struct {
 	PullWait time.Duration
 	// FanoutBatch is how many events fan-out takes at once. Defaults to 256.
 	FanoutBatch int
+	// AttemptLogFlush is how long a successful attempt's log entry waits
+	// to be stored with the endpoint's other successes (one ATTEMPTS
+	// message per batch; a failed attempt is stored at once). Defaults to
+	// 20ms.
+	AttemptLogFlush time.Duration
 	// MemberTTL is how long a dispatcher that stopped heartbeating still
 	// counts, holding its share of the endpoints' concurrency. A dispatcher
 	// whose own heartbeat has not been acknowledged for about MemberTTL/2
@@ -136,6 +142,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.RetryMaxAge, RetryMaxAgeDefault)
 	def(&c.RetryMinDelay, RetryMinDelayDefault)
 	def(&c.PullWait, PullWaitDefault)
+	def(&c.AttemptLogFlush, AttemptLogFlushDefault)
 	def(&c.MemberTTL, max(MemberTTLDefault, 3*c.DeliveryTimeout))
 	if c.Jitter == 0 {
 		c.Jitter = JitterDefault
@@ -179,7 +186,7 @@ func (c Config) Validate() error {
 	}{
 		{"delivery-timeout", c.DeliveryTimeout}, {"ack-wait", c.AckWait}, {"retry-initial", c.RetryInitial},
 		{"retry-max-interval", c.RetryMaxInterval}, {"retry-max-age", c.RetryMaxAge}, {"retry-min-delay", c.RetryMinDelay}, {"pull-wait", c.PullWait},
-		{"member-ttl", c.MemberTTL},
+		{"member-ttl", c.MemberTTL}, {"attempt-log-flush", c.AttemptLogFlush},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", d.name, d.v))

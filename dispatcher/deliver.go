@@ -117,9 +117,10 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, m jetstream.Msg, pr
 		out.Delivered = true
 		d.metrics.delivered(w.id, meta.Timestamp, cfg.Now())
 		// The success path writes nothing per delivery but the attempt
-		// log (asynchronously); a delivery that had failed has its state
-		// purged, so the bucket holds only unsettled failures.
-		d.logAttempt(&a)
+		// log (asynchronously, batched per endpoint); a delivery that had
+		// failed has its state purged, so the bucket holds only unsettled
+		// failures.
+		d.attempts.success(&a)
 		if st != nil {
 			d.purgeState(dl.Event.ID, w.id)
 		}
@@ -211,17 +212,9 @@ func (d *Dispatcher) decode(ctx context.Context, w *worker, m jetstream.Msg, met
 	return nil, false
 }
 
-// logAttempt appends a to the endpoint's attempt log (ATTEMPTS, bounded per
-// endpoint), without waiting for it.
-func (d *Dispatcher) logAttempt(a *streams.Attempt) {
-	ab, err := streams.Marshal(a)
-	if err == nil {
-		_, err = d.js.PublishAsync(streams.AttemptSubject(a.EndpointID), ab)
-	}
-	if err != nil {
-		d.log.Warn("attempt log", "endpoint", a.EndpointID, "event", a.EventID, "err", err)
-	}
-}
+// logAttempt appends a failed (or final) attempt to the endpoint's attempt
+// log (ATTEMPTS, bounded per endpoint), without waiting for it.
+func (d *Dispatcher) logAttempt(a *streams.Attempt) { d.attempts.failure(a) }
 
 // recordFailure logs a failed attempt and writes the delivery's state (st,
 // when the caller read it), synchronously: the next attempt's number and

@@ -42,6 +42,7 @@ type Dispatcher struct {
 	members  *members
 	slots    *slots
 	sender   *sender
+	attempts *attemptLog
 
 	mu        sync.Mutex
 	started   bool
@@ -157,6 +158,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 
 	d.catalog = newCatalog(d.endpointsKV, d.healthKV, d.cfg.Now, d.changed)
+	d.attempts = newAttemptLog(js, d.log, d.cfg.AttemptLogFlush)
 	d.health = &healthStore{kv: d.healthKV, deliveries: d.deliveries, cfg: d.cfg, catalog: d.catalog, log: d.log}
 	d.notifier = &notifier{js: js, kv: d.healthKV, log: d.log}
 	d.members = &members{js: js, kv: membersKV, id: streams.NewID(""), ttl: d.cfg.MemberTTL, live: map[string]bool{}, log: d.log}
@@ -184,6 +186,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.goBG(func() { d.members.run(runCtx) })
 	d.goBG(func() { d.slots.run(runCtx) })
 	d.goBG(func() { d.notifyLoop(runCtx) })
+	d.goBG(func() { d.attempts.run(runCtx) })
 	f := &fanout{cfg: d.cfg, js: js, consumer: fc, catalog: d.catalog, log: d.log, metrics: d.metrics}
 	d.goBG(func() { f.run(runCtx) })
 	of := &orderedFanout{cfg: d.cfg, js: js, events: events, consumer: ofc, catalog: d.catalog, log: d.log.With("fanout", "ordered"), metrics: d.metrics}
@@ -350,10 +353,13 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	select {
 	case <-done:
 		sendStop()
+		// The sends that ended after the log's last flush.
+		d.attempts.flushAll()
 		return nil
 	case <-ctx.Done():
 		sendStop()
 		<-done
+		d.attempts.flushAll()
 		return fmt.Errorf("dispatcher stop: in-flight deliveries cancelled: %w", ctx.Err())
 	}
 }

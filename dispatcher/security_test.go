@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookstream/hookstream/dispatcher"
 	"github.com/hookstream/hookstream/netguard"
 	"github.com/hookstream/hookstream/streams"
@@ -98,9 +100,27 @@ func receiverPort(t *testing.T, r *receiver) string {
 }
 
 // attempts reads an endpoint's attempt log (the ATTEMPTS stream).
+// attempts is the endpoint's attempt log, oldest first, batches unpacked.
 func (b *bundle) attempts(endpointID string) []streams.Attempt {
 	b.t.Helper()
-	return readAll[streams.Attempt](b.t, b.env.JS, streams.StreamAttempts, streams.AttemptSubject(endpointID))
+	ctx := context.Background()
+	s, err := b.env.JS.Stream(ctx, streams.StreamAttempts)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var out []streams.Attempt
+	for seq := uint64(1); ; {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(streams.AttemptSubject(endpointID)))
+		if err != nil {
+			return out
+		}
+		as, err := streams.DecodeAttempts(raw.Data)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		out = append(out, as...)
+		seq = raw.Sequence + 1
+	}
 }
 
 func (b *bundle) deliveryState(eventID, endpointID string) *streams.DeliveryState {

@@ -3,6 +3,7 @@ package endpoints_test
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +114,69 @@ func BenchmarkAttemptsFullLog(b *testing.B) {
 		if page := tb.doJSON(b, http.MethodGet, path, nil, http.StatusOK); len(page["items"].([]any)) != 1000 {
 			b.Fatalf("page has %d items", len(page["items"].([]any)))
 		}
+	}
+}
+
+// TestAttemptsInBatches reads a log whose successes were stored in batches
+// (several attempts in one ATTEMPTS message) between single failures: the
+// pages cut through batches and still list every attempt once, newest
+// first.
+func TestAttemptsInBatches(t *testing.T) {
+	t.Parallel()
+	b := setup(t, endpoints.Config{})
+	id := b.create(t, map[string]any{})["id"].(string)
+	path := "/v1/endpoints/" + id + "/attempts"
+	base := time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)
+	n := 0
+	store := func(k int, status int) {
+		var as []streams.Attempt
+		for range k {
+			n++
+			as = append(as, streams.Attempt{EventID: "ev" + strconv.Itoa(n), EndpointID: id, Attempt: 1, Time: base.Add(time.Duration(n) * time.Second), StatusCode: status})
+		}
+		data, err := streams.MarshalAttempts(as)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.env.JS.Publish(b.ctx, streams.AttemptSubject(id), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(3, 200) // ev1..ev3, one message
+	store(1, 500) // ev4
+	store(5, 200) // ev5..ev9, one message
+	store(1, 500) // ev10
+
+	var got []string
+	cursors := map[string]bool{}
+	cursor := ""
+	for pages := 0; pages < 10; pages++ {
+		p := path + "?limit=3"
+		if cursor != "" {
+			p += "&cursor=" + cursor
+		}
+		page := b.doJSON(t, http.MethodGet, p, nil, http.StatusOK)
+		for _, it := range page["items"].([]any) {
+			got = append(got, it.(map[string]any)["event_id"].(string))
+		}
+		cursor = page["next_cursor"].(string)
+		if cursor == "" {
+			break
+		}
+		cursors[cursor] = true
+	}
+	want := []string{"ev10", "ev9", "ev8", "ev7", "ev6", "ev5", "ev4", "ev3", "ev2", "ev1"}
+	if strconv.Quote(strings.Join(got, " ")) != strconv.Quote(strings.Join(want, " ")) {
+		t.Fatalf("attempts %v, want %v", got, want)
+	}
+	inBatch := false
+	for c := range cursors {
+		inBatch = inBatch || strings.Contains(c, ".")
+	}
+	if !inBatch {
+		t.Fatalf("cursors %v: none points inside a batch", cursors)
+	}
+	for _, c := range []string{"3.0", "3.x", "3." + strconv.Itoa(streams.AttemptBatchMax), "3.-1", ".1"} {
+		b.doJSON(t, http.MethodGet, path+"?cursor="+c, nil, http.StatusBadRequest)
 	}
 }

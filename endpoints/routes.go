@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -293,8 +292,8 @@ func (r *Registry) handleAttempts(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	page := httpjson.Page[attemptJSON]{Items: items}
-	if next != 0 {
-		page.NextCursor = strconv.FormatUint(next, 10)
+	if next.seq != 0 {
+		page.NextCursor = next.cursor()
 	}
 	httpjson.WriteJSON(w, http.StatusOK, page)
 }
