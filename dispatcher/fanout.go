@@ -13,13 +13,15 @@ import (
 )
 
 // fanoutRetryDelay is how long an event whose fan-out failed waits before it
-// is tried again (its deliveries so far are de-duplicated by id).
+// is tried again (its INDEX entry keeps the deliveries made so far from
+// being made twice).
 const fanoutRetryDelay = time.Second
 
 // fanout turns each event in EVENTS into one delivery per subscribed
-// unordered endpoint (orderedFanout feeds the ordered ones' lanes). An event is acked only after every delivery message and its
-// index entry were stored, so a crash half-way makes the event come back,
-// and the deliveries' ids make the second pass store nothing twice.
+// unordered endpoint (orderedFanout feeds the ordered ones' lanes). An
+// event is acked only after every delivery message and its index entry
+// were stored, so a crash half-way makes the event come back; the second
+// pass skips the endpoints the first pass's INDEX entry names.
 type fanout struct {
 	cfg      Config
 	js       jetstream.JetStream
@@ -157,9 +159,32 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
 		}
 		work[i].ev = ev.ID
 		work[i].seq = meta.Sequence.Stream
+		// An event seen before (a fan-out that failed, crashed or timed
+		// out half-way) skips the endpoints its INDEX entry shows a
+		// delivery for. Deliveries carry no Nats-Msg-Id: de-duplicating
+		// them would keep an id per delivery in the server's memory for
+		// the whole duplicate window, to guard against a redelivery that
+		// this check covers (only a crash between a delivery's store and
+		// its event's INDEX entry sends one twice; receivers de-duplicate
+		// on the event id).
+		var made map[string]bool
+		if meta.NumDelivered > 1 {
+			idx, err := streams.FindIndex(cctx, f.js, ev.ID)
+			if err != nil {
+				work[i].err = fmt.Errorf("read INDEX entry of a redelivered event: %w", err)
+				continue
+			}
+			if idx != nil {
+				work[i].indexed = true
+				made = make(map[string]bool, len(idx.Deliveries))
+				for _, d := range idx.Deliveries {
+					made[d.Endpoint] = true
+				}
+			}
+		}
 		for _, v := range eps {
 			// Ordered endpoints' lanes are fed by the ordered fan-out.
-			if v.ep.Deleted || v.ep.Ordered || !v.ep.Matches(&ev) {
+			if v.ep.Deleted || v.ep.Ordered || made[v.ep.ID] || !v.ep.Matches(&ev) {
 				continue
 			}
 			d := streams.Delivery{Event: ev, EndpointID: v.ep.ID}
@@ -168,8 +193,7 @@ func (f *fanout) process(ctx context.Context, msgs []jetstream.Msg) bool {
 				work[i].err = err
 				break
 			}
-			fut, err := f.js.PublishAsync(streams.DeliverySubject(v.ep.ID), b,
-				jetstream.WithMsgID(d.MsgID()))
+			fut, err := f.js.PublishAsync(streams.DeliverySubject(v.ep.ID), b)
 			if err != nil {
 				work[i].err = err
 				break
@@ -197,14 +221,17 @@ type pendingEvent struct {
 	targets []string
 	futures []jetstream.PubAckFuture
 	index   jetstream.PubAckFuture
+	// indexed is set when an INDEX entry of an earlier pass was found:
+	// no entry is written again unless this pass made deliveries.
+	indexed bool
 	err     error
 }
 
 // settle waits for each event's delivery publishes, writes its INDEX entry
 // with their sequences (all entries in flight together), and acks each
-// event once its entry is stored too; an event any of whose publishes
-// failed is NAKed with a delay (its deliveries' ids make the next pass store
-// nothing twice).
+// event once its entry is stored too. An event any of whose publishes
+// failed is NAKed with a delay; the entry of the deliveries that were
+// stored is written all the same, so the next pass makes only the others.
 func (f *fanout) settle(cctx context.Context, work []pendingEvent) {
 	now := f.cfg.Now().UTC()
 	for i := range work {
@@ -217,20 +244,23 @@ func (f *fanout) settle(cctx context.Context, work []pendingEvent) {
 			ack, err := waitAck(cctx, fut)
 			if err != nil {
 				w.err = err
-				break
+				continue
 			}
-			// A duplicate (a fan-out run again) answers the first copy's
-			// sequence.
 			idx.Deliveries = append(idx.Deliveries, streams.IndexDelivery{Endpoint: w.targets[k], Seq: ack.Sequence})
 		}
-		if w.err != nil {
+		// An event whose earlier pass left an entry needs another only
+		// for deliveries made now; a failed pass needs one only for those
+		// it stored.
+		if (w.indexed || w.err != nil) && len(idx.Deliveries) == 0 {
 			continue
 		}
 		b, err := streams.Marshal(&idx)
 		if err == nil {
 			w.index, err = f.js.PublishAsync(streams.IndexSubject(w.ev), b)
 		}
-		w.err = err
+		if w.err == nil {
+			w.err = err
+		}
 	}
 	for i := range work {
 		w := &work[i]
@@ -238,8 +268,10 @@ func (f *fanout) settle(cctx context.Context, work []pendingEvent) {
 			continue
 		}
 		err := w.err
-		if err == nil && w.index != nil {
-			_, err = waitAck(cctx, w.index)
+		if w.index != nil {
+			if _, ierr := waitAck(cctx, w.index); err == nil {
+				err = ierr
+			}
 		}
 		if err != nil {
 			f.log.Warn("fan-out failed; event will be tried again", "err", err, "subject", w.msg.Subject())
