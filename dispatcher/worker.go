@@ -214,7 +214,11 @@ func (w *worker) active(ctx, sendCtx context.Context, v *endpointView) {
 		w.activeLimited(ctx, sendCtx, v, r)
 		return
 	}
-	it, err := w.consumer.Messages(jetstream.PullMaxMessages(share), jetstream.PullExpiry(max(w.d.cfg.PullWait, time.Second)))
+	// A short idle heartbeat: when the iterator's count of messages asked
+	// for drifts from the server's (nats.go#1622 under load), no pull is
+	// open and nothing flows until two heartbeats are missed; with the
+	// default (half the expiry) that stalled an endpoint for 10 s at a time.
+	it, err := w.consumer.Messages(jetstream.PullMaxMessages(share), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		w.log.Warn("pull deliveries", "err", err)
 		w.sleep(ctx, 100*time.Millisecond)
@@ -294,6 +298,14 @@ func (w *worker) active(ctx, sendCtx context.Context, v *endpointView) {
 		_ = m.NakWithDelay(max(delay, w.d.cfg.RetryMinDelay))
 	}
 }
+
+// pullExpiry and pullHeartbeat are the continuous pull's request expiry and
+// idle heartbeat: a missed pull is noticed, and a new one opened, within
+// 2 × pullHeartbeat.
+const (
+	pullExpiry    = 5 * time.Second
+	pullHeartbeat = 500 * time.Millisecond
+)
 
 // waitSlot takes one of this process's slots of the endpoint; the send
 // must begin before the time returned. Every slot taken is given back (put)
