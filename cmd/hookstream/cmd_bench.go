@@ -231,6 +231,8 @@ func startBenchEnv(ctx context.Context, o *benchOptions, stderr io.Writer) (*ben
 		}
 		return env, nil
 	}
+	// In-process, serve's components run with serve's GC target.
+	tuneGC()
 	s, err := startLocalServe(ctx, o.dedupWindow, o.verbose, stderr)
 	if err != nil {
 		env.stop()

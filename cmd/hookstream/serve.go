@@ -129,6 +129,7 @@ func runRole(ctx context.Context, role string, args []string, env func(string) (
 	if fs.NArg() > 0 {
 		return usageErrorf("%s: unexpected argument %q", role, fs.Arg(0))
 	}
+	tuneGC()
 	return serveRole(ctx, f, stdout, stderr)
 }
 
