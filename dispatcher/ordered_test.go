@@ -250,7 +250,14 @@ func TestOrderedPurchaseOrders(t *testing.T) {
 	env := streamstest.Start(t, streamstest.WithConfig(streams.Config{RetryMaxAge: time.Minute, DeliveriesMargin: time.Minute}))
 	r := newOrderReceiver(t, 0.3)
 	addOrderedEndpoint(t, env, "ep_orders", r.srv.URL)
-	startDispatcher(t, env, "d1", orderedConfig())
+	// No dispatcher dies here, so nothing needs AckWait to come back: a
+	// long one keeps a send slowed past 2 s by a loaded machine (the whole
+	// suite under -race on 2 cores) from being handed out again while it
+	// is still in flight, which the receiver would rightly count as two
+	// requests of one key at once.
+	cfg := orderedConfig()
+	cfg.AckWait = 30 * time.Second
+	startDispatcher(t, env, "d1", cfg)
 	publishOrders(t, env, 200, 8)
 	assertOrdersDelivered(t, r, 200)
 }

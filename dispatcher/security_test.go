@@ -86,6 +86,10 @@ func secConfig(res netguard.Resolver) dispatcher.Config {
 	cfg.Resolver = res
 	cfg.RetryInitial = 50 * time.Millisecond
 	cfg.RetryMaxInterval = 200 * time.Millisecond
+	// Long enough that no delivery reaches its deadline (and is
+	// dead-lettered, its state purged) while a slow machine still checks
+	// the cases one after the other.
+	cfg.RetryMaxAge = 5 * time.Minute
 	return cfg
 }
 
