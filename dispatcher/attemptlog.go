@@ -77,12 +77,9 @@ func (l *attemptLog) flushAll() {
 // flushLocked publishes the endpoint's waiting successes and forgets the
 // endpoint until its next one (an idle endpoint costs nothing here).
 func (l *attemptLog) flushLocked(id string) {
-	as := l.pending[id]
-	if len(as) == 0 {
-		delete(l.pending, id)
-		return
+	if as := l.pending[id]; len(as) > 0 {
+		l.publishLocked(id, as)
 	}
-	l.publishLocked(id, as)
 	delete(l.pending, id)
 }
 
