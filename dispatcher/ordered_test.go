@@ -157,6 +157,11 @@ func publishOrders(t *testing.T, env *streamstest.Env, n, publishers int) {
 func orderedConfig() dispatcher.Config {
 	cfg := fastConfig()
 	cfg.RetryMaxAge = time.Minute
+	// Order rests on AckWait outlasting every send: fastConfig's 2 s was
+	// outlasted by a send on a loaded machine (the whole suite under -race
+	// on 2 cores), which hands the lane's delivery out again. A killed
+	// dispatcher's lanes come back to the others after this long.
+	cfg.AckWait = 10 * time.Second
 	return cfg
 }
 
