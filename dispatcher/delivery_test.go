@@ -182,8 +182,16 @@ func TestNeverSucceedingDeliveryIsDeadLetteredAtTheDeadline(t *testing.T) {
 			t.Fatalf("attempt %d sent at %s, not before the deadline %s", o.Attempt, o.Time, o.Deadline)
 		}
 	}
-	if prev := out[len(out)-2]; prev.Time.Add(prev.RetryIn).Before(last.Deadline.Add(-cfg.RetryMaxAge / 10)) {
-		t.Fatalf("the final attempt was asked for at %s, well before the deadline %s", prev.Time.Add(prev.RetryIn), last.Deadline)
+	// The delivery died for a reason the schedule can name, judged on the
+	// dispatcher's clock rather than on how late a loaded machine
+	// redelivered: either its last send left no room for a retry before the
+	// final lead, or it came back at or after the deadline and was not sent.
+	lead := min(time.Second, cfg.RetryMaxAge/20) // the dispatcher's final lead
+	switch {
+	case last.Attempt > 0 && last.Time.Add(max(cfg.RetryMinDelay, time.Nanosecond)).Before(last.Deadline.Add(-lead)):
+		t.Fatalf("the send at %s dead-lettered with room for a retry before %s", last.Time, last.Deadline.Add(-lead))
+	case last.Attempt == 0 && last.Time.Before(last.Deadline):
+		t.Fatalf("dead-lettered unsent at %s, before the deadline %s", last.Time, last.Deadline)
 	}
 	st, _, _, _ := streams.Get[streams.DLQState](t.Context(), b.kv(streams.BucketDLQState), rec.ID)
 	if st == nil || st.State != streams.DLQStateDead || st.Reason != streams.ReasonExpired {

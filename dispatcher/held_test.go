@@ -35,6 +35,25 @@ func (b *bundle) deliveriesLeft(endpointID string) uint64 {
 	return info.State.Subjects[streams.DeliverySubject(endpointID)]
 }
 
+// laneDeliveries is how many messages DELIVERIES holds in an ordered
+// endpoint's lanes.
+func (b *bundle) laneDeliveries(endpointID string) uint64 {
+	b.t.Helper()
+	s, err := b.env.JS.Stream(context.Background(), streams.StreamDeliveries)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(streams.DeliverySubject(endpointID)+".>"))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
+}
+
 // Retries that wait in JetStream for an endpoint that is then held
 // (disabled, or failing) are dead-lettered at their deadline even when the
 // dispatcher that NAKed them restarted: the sweep reads JetStream's state,
@@ -45,8 +64,10 @@ func TestHeldRetriesSurviveADispatcherRestart(t *testing.T) {
 		t.Run(held, func(t *testing.T) {
 			t.Parallel()
 			cfg := fastConfig()
-			cfg.RetryMaxAge = 3 * time.Second
-			cfg.RetryInitial = 2 * time.Second // the retry waits until the deadline
+			// Room for 20 first attempts on a loaded machine before the
+			// final lead; the retry then waits until the deadline.
+			cfg.RetryMaxAge = 8 * time.Second
+			cfg.RetryInitial = 7 * time.Second
 			cfg.RetryMaxInterval = time.Minute
 			if held == "failing" {
 				cfg.FailingAfter = 1 // failing at once; probes a minute apart

@@ -128,6 +128,10 @@ func TestOrderedEndpointDeletedDrainsLanes(t *testing.T) {
 		b.publishKeyed(id, "key-"+id)
 	}
 	waitFor(t, "the lanes' heads attempted", func() bool { return r.total() >= 4 })
+	// Every event fanned out before the deletion: a fan-out after it skips
+	// the deleted endpoint, and those events would have no delivery to
+	// dead-letter.
+	waitFor(t, "8 deliveries in the lanes", func() bool { return b.laneDeliveries("ep_del") == uint64(len(ids)) })
 	_, _, err := streams.Update(context.Background(), b.kv(streams.BucketEndpoints), "ep_del", func(ep *streams.Endpoint) (*streams.Endpoint, error) {
 		ep.Deleted, ep.UpdatedAt = true, time.Now().UTC()
 		return ep, nil
