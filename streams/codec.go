@@ -1,8 +1,10 @@
 package streams
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -65,7 +67,34 @@ func (s *DLQState) SetEnvelopeVersion()      { s.V = RecordVersion }
 // Marshal encodes a stored type as msgpack, filling in its version.
 func Marshal(v Versioned) ([]byte, error) {
 	v.SetEnvelopeVersion()
-	return msgpack.Marshal(v)
+	var size int
+	var enc msgpack.CustomEncoder
+	switch v := v.(type) {
+	case *Event:
+		size, enc = v.encodedSizeHint(), v
+	case *Delivery:
+		size, enc = v.Event.encodedSizeHint()+len(v.EndpointID)+len(v.DeadLetterID)+64, v
+	default:
+		return msgpack.Marshal(v)
+	}
+	// The hot envelopes are written by their own encoders, straight into a
+	// buffer of about their size rather than one grown by doubling from 64
+	// bytes.
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	e := msgpack.GetEncoder()
+	e.Reset(buf)
+	err := enc.EncodeMsgpack(e)
+	msgpack.PutEncoder(e)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// encodedSizeHint is about the bytes e's envelope takes: its fields and
+// data, and room for keys and headers.
+func (e *Event) encodedSizeHint() int {
+	return len(e.ID) + len(e.Type) + len(e.Source) + len(e.Data) + len(e.Target) + len(e.OrderingKey) + len(e.TraceParent) + 96
 }
 
 // Unmarshal decodes msgpack into v and checks its version. It never panics,
@@ -76,7 +105,18 @@ func Unmarshal(b []byte, v Versioned) (err error) {
 			err = fmt.Errorf("decode envelope: %v", r)
 		}
 	}()
-	if err := msgpack.Unmarshal(b, v); err != nil {
+	if dec, ok := v.(msgpack.CustomDecoder); ok {
+		// The hot envelopes decode themselves, from a pooled reader.
+		d := decoders.Get().(*sliceDecoder)
+		d.r.Reset(b)
+		d.dec.Reset(&d.r)
+		err = dec.DecodeMsgpack(d.dec)
+		d.r.Reset(nil)
+		decoders.Put(d)
+	} else {
+		err = msgpack.Unmarshal(b, v)
+	}
+	if err != nil {
 		return fmt.Errorf("decode envelope: %w", err)
 	}
 	if got, want := v.EnvelopeVersion(); got != want {
@@ -84,3 +124,12 @@ func Unmarshal(b []byte, v Versioned) (err error) {
 	}
 	return nil
 }
+
+// sliceDecoder is a decoder with the reader of the bytes it decodes, pooled
+// together.
+type sliceDecoder struct {
+	dec *msgpack.Decoder
+	r   bytes.Reader
+}
+
+var decoders = sync.Pool{New: func() any { return &sliceDecoder{dec: msgpack.NewDecoder(nil)} }}
