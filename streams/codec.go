@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Envelope versions. A decoder refuses a version it does not know rather
@@ -105,6 +106,11 @@ func Unmarshal(b []byte, v Versioned) (err error) {
 			err = fmt.Errorf("decode envelope: %v", r)
 		}
 	}()
+	if len(b) >= scanNestingFrom {
+		if err := checkNesting(b); err != nil {
+			return fmt.Errorf("decode envelope: %w", err)
+		}
+	}
 	if dec, ok := v.(msgpack.CustomDecoder); ok {
 		// The hot envelopes decode themselves, from a pooled reader.
 		d := decoders.Get().(*sliceDecoder)
@@ -133,3 +139,56 @@ type sliceDecoder struct {
 }
 
 var decoders = sync.Pool{New: func() any { return &sliceDecoder{dec: msgpack.NewDecoder(nil)} }}
+
+// maxNesting bounds how deeply arrays and maps nest in a stored message;
+// hookstream's own nest a few levels. msgpack's decoder recurses once per
+// level, and a few MiB of nested arrays would overflow the goroutine's
+// stack: a crash no recover catches, from one message on a stream.
+const maxNesting = 64
+
+// scanNestingFrom is the size from which a message is scanned for nesting
+// before it is decoded: a shorter one cannot nest deeply enough to matter
+// (every level is at least a byte), and the hot path's messages are far
+// shorter.
+const scanNestingFrom = 64 << 10
+
+// checkNesting walks b's first value without recursion and refuses it when
+// arrays or maps nest deeper than maxNesting. What it cannot read it leaves
+// to the decoder to report.
+func checkNesting(b []byte) error {
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	left := []int{1} // values still to read at each open level
+	for len(left) > 0 {
+		top := len(left) - 1
+		if left[top] == 0 {
+			left = left[:top]
+			continue
+		}
+		left[top]--
+		c, err := dec.PeekCode()
+		if err != nil {
+			return nil
+		}
+		var n int
+		switch {
+		case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+			n, err = dec.DecodeMapLen()
+			n *= 2
+		case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+			n, err = dec.DecodeArrayLen()
+		default:
+			if dec.Skip() != nil {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			return nil
+		}
+		if len(left) > maxNesting {
+			return fmt.Errorf("arrays and maps nested more than %d deep", maxNesting)
+		}
+		left = append(left, n)
+	}
+	return nil
+}

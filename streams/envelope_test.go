@@ -245,3 +245,36 @@ func BenchmarkEnvelope(b *testing.B) {
 		}
 	})
 }
+
+// A message of nested arrays is refused, not decoded: msgpack's decoder
+// recurses per level, and 8 MiB of them overflowed the goroutine's stack,
+// a crash no recover catches. Shallow nesting in a large message decodes.
+func TestUnmarshalRefusesDeepNesting(t *testing.T) {
+	t.Parallel()
+	deep := append([]byte{0x81, 0xa1, 'z'}, bytes.Repeat([]byte{0x91}, 8<<20)...)
+	for _, v := range []streams.Versioned{&streams.Delivery{}, &streams.DeadLetter{}, &streams.Health{}, &streams.Event{}} {
+		err := streams.Unmarshal(deep, v)
+		if err == nil || !strings.Contains(err.Error(), "nested more than") {
+			t.Fatalf("%T: err = %v, want nesting refused", v, err)
+		}
+	}
+	ev := streams.Event{ID: "big", Type: "a.b", Source: "s", Time: time.Unix(5, 0), Data: bytes.Repeat([]byte("x"), 200<<10)}
+	d := streams.Delivery{Event: ev, EndpointID: "ep"}
+	b, err := streams.Marshal(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got streams.Delivery
+	if err := streams.Unmarshal(b, &got); err != nil || len(got.Event.Data) != 200<<10 {
+		t.Fatalf("a 200 KiB delivery: %v, %d bytes of data", err, len(got.Event.Data))
+	}
+	rec := streams.DeadLetter{ID: "dl", Event: ev, Attempts: []streams.Attempt{{Attempt: 1, ResponseBody: "x"}}}
+	b, err = streams.Marshal(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back streams.DeadLetter
+	if err := streams.Unmarshal(b, &back); err != nil || len(back.Attempts) != 1 {
+		t.Fatalf("a 200 KiB dead letter: %v, %+v", err, back.Attempts)
+	}
+}

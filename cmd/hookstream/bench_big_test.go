@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"testing"
@@ -41,6 +42,9 @@ const (
 	// the last delivery before its last RSS reading (default: the dedup
 	// window and 15 s), so that the window's ids have expired.
 	bigSettleEnv = "HOOKSTREAM_BENCH_SETTLE"
+	// bigHeapEnv names a file for the heap profile taken after the last
+	// delivery of BenchmarkRSSAfterMillionEvents: what the window holds.
+	bigHeapEnv = "HOOKSTREAM_BENCH_HEAP_PROFILE"
 
 	bigConcurrency = 64
 	bigSize        = 256
@@ -197,6 +201,9 @@ func BenchmarkRSSAfterMillionEvents(b *testing.B) {
 	r2 := run(first, total-first)
 	at1M := readMemory()
 	peak := bench.PeakRSS(0)
+	if path := os.Getenv(bigHeapEnv); path != "" {
+		writeHeapProfile(b, path)
+	}
 	b.StopTimer()
 	time.Sleep(settle) // the duplicate window passing: nothing to wait for but the clock
 	runtime.GC()
@@ -516,5 +523,18 @@ func writeIndexedEvents(b *testing.B, nc *nats.Conn, n int) {
 	case <-js.PublishAsyncComplete():
 	case <-time.After(5 * time.Minute):
 		b.Fatal("index publishes not acknowledged within 5 minutes")
+	}
+}
+
+// writeHeapProfile writes the live heap's profile to path.
+func writeHeapProfile(b *testing.B, path string) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
 	}
 }
