@@ -108,10 +108,24 @@ func (p *Producer) lookup(ctx context.Context, id string) (*eventView, error) {
 		return nil, err
 	}
 	var ev *streams.Event
+	if idx == nil {
+		if p.indexMissed != nil {
+			p.indexMissed()
+		}
+		ev, err = p.findUnfanned(ctx, h, id)
+		if err == nil && ev == nil {
+			// The fan-out stores an event's entry before it acks the
+			// event: one fanned out between the read of INDEX above and
+			// the read of the ack floor is past that floor and in INDEX
+			// now.
+			idx, err = p.findIndex(ctx, id)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	if idx != nil {
 		ev, err = p.eventAt(ctx, h, idx.Seq, id)
-	} else {
-		ev, err = p.findUnfanned(ctx, h, id)
 	}
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,5 +161,68 @@ func TestGetUnknownEvent(t *testing.T) {
 		if r.code != http.StatusNotFound || r.body["error"] != "event "+id+" not found" {
 			t.Fatalf("GET %q = %d %s, want 404 event %s not found", id, r.code, r.raw, id)
 		}
+	}
+}
+
+// An event fanned out while GET looks for it (after its read of INDEX found
+// nothing, before its read of the fan-out's ack floor) is found, with its
+// deliveries, not answered 404: the fan-out stores the entry before it
+// acks, so the entry is there once the floor has passed the event.
+func TestGetEventFannedOutMidLookup(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	res, err := b.p.Publish(ctx, producer.Event{ID: "order-9", Type: "order.created", Data: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fan, err := b.env.JS.CreateOrUpdateConsumer(ctx, streams.StreamEvents, jetstream.ConsumerConfig{
+		Durable: streams.ConsumerFanout, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: streams.SubjectEvents + ".>",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	fanOut := func() {
+		// What the fan-out does: the entry first, then the ack.
+		idx := streams.EventIndex{EventID: "order-9", Seq: res.Seq, FannedOutAt: fixedNow,
+			Deliveries: []streams.IndexDelivery{{Endpoint: "ep_done", Seq: 999999}}}
+		data, err := streams.Marshal(&idx)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := b.env.JS.Publish(ctx, streams.IndexSubject("order-9"), data); err != nil {
+			t.Error(err)
+			return
+		}
+		batch, err := fan.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for m := range batch.Messages() {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	producer.SetIndexMissedHook(b.p, func() { once.Do(fanOut) })
+	r := b.get(t, "order-9")
+	if r.code != http.StatusOK {
+		t.Fatalf("GET = %d %s, want 200", r.code, r.raw)
+	}
+	var got struct {
+		Deliveries []map[string]any `json:"deliveries"`
+	}
+	if err := json.Unmarshal(r.raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Deliveries) != 1 || got.Deliveries[0]["endpoint"] != "ep_done" || got.Deliveries[0]["state"] != "delivered" {
+		t.Fatalf("deliveries = %s, want ep_done delivered", r.raw)
+	}
+	ci, err := fan.Info(ctx)
+	if err != nil || ci.AckFloor.Stream < res.Seq {
+		t.Fatalf("the fan-out's ack floor %+v (%v) did not pass the event at %d: the race was not made", ci.AckFloor, err, res.Seq)
 	}
 }

@@ -21,6 +21,10 @@ type Producer struct {
 
 	bindMu sync.Mutex
 	bound  *handles
+
+	// indexMissed, in tests, runs when a lookup found no INDEX entry,
+	// before it reads the fan-out's ack floor.
+	indexMissed func()
 }
 
 // New checks cfg and builds a Producer. It makes no NATS request: streams
