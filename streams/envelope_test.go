@@ -2,6 +2,7 @@ package streams_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -160,18 +161,19 @@ func FuzzEnvelopeDecodesLikeReflection(f *testing.F) {
 	}
 	f.Add([]byte{0x81, 0xa1, 'v', 0xc0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		// Reflection runs only on what the decoder read: the library
-		// allocates a bin's claimed length before reading it, and a
-		// claim of gigabytes would end the fuzzer, not the test.
+		// Reflection runs only on what Unmarshal read, its shape checked:
+		// the library allocates a claimed length before reading it, and
+		// its pooled decoders keep buffers grown toward such claims,
+		// which would end the fuzzer, not the test.
 		var ev streams.Event
-		if msgpack.Unmarshal(b, &ev) == nil {
+		if decoded(streams.Unmarshal(b, &ev)) {
 			var re reflEvent
 			if err := reflUnmarshal(b, &re); err == nil && !reflect.DeepEqual(ev, re.event()) {
 				t.Fatalf("event %+v, reflection reads %+v", ev, re.event())
 			}
 		}
 		var d streams.Delivery
-		if msgpack.Unmarshal(b, &d) == nil {
+		if decoded(streams.Unmarshal(b, &d)) {
 			var rd reflDelivery
 			if err := reflUnmarshal(b, &rd); err == nil && !reflect.DeepEqual(d, rd.delivery()) {
 				t.Fatalf("delivery %+v, reflection reads %+v", d, rd.delivery())
@@ -179,6 +181,10 @@ func FuzzEnvelopeDecodesLikeReflection(f *testing.F) {
 		}
 	})
 }
+
+// decoded reports whether Unmarshal read the message whole: it did when it
+// refused only the version.
+func decoded(err error) bool { return err == nil || errors.Is(err, streams.ErrVersion) }
 
 // reflUnmarshal is msgpack.Unmarshal by reflection, whose panics (a nil
 // where a time.Time is, for one) are errors.
@@ -276,5 +282,40 @@ func TestUnmarshalRefusesDeepNesting(t *testing.T) {
 	var back streams.DeadLetter
 	if err := streams.Unmarshal(b, &back); err != nil || len(back.Attempts) != 1 {
 		t.Fatalf("a 200 KiB dead letter: %v, %+v", err, back.Attempts)
+	}
+}
+
+// A record decoded by reflection whose array claims millions of elements
+// in a few bytes is refused before msgpack allocates the claim (5 million
+// attempts: about a gigabyte).
+func TestUnmarshalRefusesAClaimedArrayItDoesNotHold(t *testing.T) {
+	t.Parallel()
+	b, err := msgpack.Marshal(map[string]any{"v": 1, "id": "dl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One more key, "attempts", whose array32 claims 5,000,000 elements.
+	b[0]++
+	b = append(b, 0xa8)
+	b = append(b, "attempts"...)
+	b = append(b, 0xdd, 0x00, 0x4c, 0x4b, 0x40, 0x80)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var rec streams.DeadLetter
+	err = streams.Unmarshal(b, &rec)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "claims 5000000 values") {
+		t.Fatalf("err = %v, want the claim refused", err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 256<<20 {
+		t.Fatalf("%d bytes allocated decoding %d bytes", d, len(b))
+	}
+	// A record whose arrays hold what they claim decodes.
+	ok := streams.DeadLetter{ID: "dl", Attempts: []streams.Attempt{{Attempt: 1}, {Attempt: 2}}}
+	if b, err = streams.Marshal(&ok); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Unmarshal(b, &rec); err != nil || len(rec.Attempts) != 2 {
+		t.Fatalf("a sound record: %v, %d attempts", err, len(rec.Attempts))
 	}
 }
