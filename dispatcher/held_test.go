@@ -23,27 +23,23 @@ import (
 // deliveriesLeft is how many messages DELIVERIES still holds for an
 // endpoint (a work queue: only the unsettled ones).
 func (b *bundle) deliveriesLeft(endpointID string) uint64 {
-	b.t.Helper()
-	s, err := b.env.JS.Stream(context.Background(), streams.StreamDeliveries)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(streams.DeliverySubject(endpointID)))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return info.State.Subjects[streams.DeliverySubject(endpointID)]
+	return b.deliveriesOn(streams.DeliverySubject(endpointID))
 }
 
 // laneDeliveries is how many messages DELIVERIES holds in an ordered
 // endpoint's lanes.
 func (b *bundle) laneDeliveries(endpointID string) uint64 {
+	return b.deliveriesOn(streams.DeliverySubject(endpointID) + ".>")
+}
+
+// deliveriesOn is how many messages DELIVERIES holds on filter.
+func (b *bundle) deliveriesOn(filter string) uint64 {
 	b.t.Helper()
 	s, err := b.env.JS.Stream(context.Background(), streams.StreamDeliveries)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(streams.DeliverySubject(endpointID)+".>"))
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		b.t.Fatal(err)
 	}
